@@ -1,0 +1,24 @@
+"""The ``dashquery`` command line; each command group lives in its own module."""
+
+from __future__ import annotations
+
+import click
+
+from dashquery.cli_stack import stack
+
+
+@click.group(
+    context_settings={"auto_envvar_prefix": "DASHQUERY", "help_option_names": ["-h", "--help"]}
+)
+def cli() -> None:
+    """Fast, exact dashboard metrics on PostgreSQL with a Redis cache.
+
+    Configuration comes from PG* and DASHQUERY_* environment variables (see README).
+    """
+
+
+cli.add_command(stack)
+
+
+def main() -> None:
+    cli()
