@@ -1,0 +1,190 @@
+"""Computing a ``DashboardMetrics`` in PostgreSQL: one pooled round trip per request."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from dashquery.config import Settings
+from dashquery.contract import BLOCK_VIEWS, BREAKDOWN_VALUES, METRIC_KEYS, METRIC_KINDS
+from dashquery.errors import Unavailable
+from dashquery.hybrid import MATERIALIZED_VIEWS, WATERMARKS_TABLE, HybridStatements
+from dashquery.request import MetricsRequest
+from dashquery.result import BlockFreshness, DashboardMetrics, MetricValue
+
+log = logging.getLogger(__name__)
+
+# Columns of a breakdown in the statement's row: <prefix>_<value>.
+_BREAKDOWN_COLUMNS = {
+    "opportunities_by_stage": "opportunities_stage",
+    "jobs_by_status": "jobs_status",
+    "claims_by_status": "claims_status",
+    "claims_by_type": "claims_type",
+}
+_DISCOVERY = sql.SQL(
+    "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+    " where n.nspname = %s and ((c.relkind = 'm' and c.relispopulated) or c.relname = %s)"
+)
+
+
+class Computer:
+    """Runs the hybrid statement on a pool; knows which materialized views exist.
+
+    Which views exist is looked up once and again every ``rediscover_seconds`` or after an
+    error naming a missing relation, so a fresh deploy or a dropped view degrades to live
+    reads instead of failing.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: ConnectionPool,
+        *,
+        retries: int = 2,
+        rediscover_seconds: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.retries = retries
+        self.rediscover_seconds = rediscover_seconds
+        self._lock = threading.Lock()
+        self._statements: HybridStatements | None = None
+        self._statement: sql.Composed | None = None
+        self._discovered_at = 0.0
+
+    def statements(self, conn: psycopg.Connection[Any]) -> tuple[HybridStatements, sql.Composed]:
+        with self._lock:
+            stale = time.monotonic() - self._discovered_at > self.rediscover_seconds
+            if self._statements is None or self._statement is None or stale:
+                found = {
+                    row[0]
+                    for row in conn.execute(
+                        _DISCOVERY, (self.settings.schema, WATERMARKS_TABLE)
+                    ).fetchall()
+                }
+                # Without the watermarks table no materialized view can be trusted.
+                usable = found & set(MATERIALIZED_VIEWS) if WATERMARKS_TABLE in found else set()
+                if self._statements is None or usable != self._statements.available_views:
+                    self._statements = HybridStatements(self.settings, usable)
+                    self._statement = self._statements.metrics()
+                self._discovered_at = time.monotonic()
+            return self._statements, self._statement
+
+    def forget_views(self) -> None:
+        with self._lock:
+            self._discovered_at = 0.0
+
+    def compute(self, request: MetricsRequest) -> DashboardMetrics:
+        params = {
+            "organization_id": request.organization_id,
+            "date_from": request.date_from,
+            "date_to": request.date_to,
+        }
+        last_error: Exception | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                with self.pool.connection() as conn:
+                    statements, statement = self.statements(conn)
+                    cursor = conn.cursor(row_factory=dict_row)
+                    row = cursor.execute(statement, params, prepare=True).fetchone()
+                    assert row is not None  # aggregates always yield one row
+                    return self._result(request, statements, row)
+            except psycopg.errors.UndefinedTable as exc:
+                if "dashquery_watermarks" not in str(exc) and not any(
+                    view in str(exc) for view in MATERIALIZED_VIEWS
+                ):
+                    raise Unavailable(
+                        f"the daily views are missing from schema {self.settings.schema!r}:"
+                        f" run `dbt build` first ({exc})"
+                    ) from exc
+                log.warning("a materialized view disappeared; reading its block live: %s", exc)
+                self.forget_views()
+                last_error = exc
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                log.warning("PostgreSQL attempt %d failed: %s", attempt + 1, exc)
+                last_error = exc
+                time.sleep(min(0.05 * 2**attempt, 0.5))
+        raise Unavailable(
+            f"PostgreSQL did not answer after {self.retries + 1} attempts: {last_error}"
+        ) from last_error
+
+    def _result(
+        self, request: MetricsRequest, statements: HybridStatements, row: Mapping[str, Any]
+    ) -> DashboardMetrics:
+        metrics: dict[str, MetricValue] = {}
+        for key in METRIC_KEYS:
+            kind = METRIC_KINDS[key]
+            if kind == "breakdown":
+                prefix = _BREAKDOWN_COLUMNS[key]
+                metrics[key] = {v: int(row[f"{prefix}_{v}"]) for v in BREAKDOWN_VALUES[key]}
+            elif kind == "int":
+                metrics[key] = int(row[key])
+            else:
+                value = row[key]
+                metrics[key] = None if value is None else Decimal(value)
+        return DashboardMetrics(
+            organization_id=request.organization_id,
+            date_from=request.date_from,
+            date_to=request.date_to,
+            timezone=self.settings.timezone,
+            generated_at=dt.datetime.now(dt.UTC),
+            source="computed",
+            metrics=metrics,
+            freshness=self._freshness(request, statements, row),
+        )
+
+    def _freshness(
+        self, request: MetricsRequest, statements: HybridStatements, row: Mapping[str, Any]
+    ) -> dict[str, BlockFreshness]:
+        watermarks: Mapping[str, Mapping[str, Any]] = row["watermarks"] or {}
+        today = dt.datetime.now(self.settings.zone).date()
+        result: dict[str, BlockFreshness] = {}
+        for block, views in BLOCK_VIEWS.items():
+            reasons = [_live_reason(view, statements.available_views, watermarks) for view in views]
+            live_reason = next((r for r in reasons if r), None)
+            if live_reason:
+                split = None
+                watermark = None
+            else:
+                marks = [watermarks[view] for view in views]
+                split = min(dt.date.fromisoformat(m["split_day"]) for m in marks)
+                watermark = min(dt.datetime.fromisoformat(m["watermark"]) for m in marks)
+            if block == "current_state":
+                is_live = bool(row["current_state_is_live"])
+                live_reason = live_reason or ("no snapshot row yet" if is_live else None)
+                result[block] = BlockFreshness(
+                    watermark=None if is_live else watermark,
+                    first_live_day=today if is_live else None,
+                    live_reason=live_reason,
+                )
+                continue
+            first_live = request.date_from if split is None else max(split, request.date_from)
+            result[block] = BlockFreshness(
+                watermark=watermark,
+                first_live_day=first_live if first_live <= request.date_to else None,
+                live_reason=live_reason,
+            )
+        return result
+
+
+def _live_reason(
+    view: str, available: frozenset[str], watermarks: Mapping[str, Mapping[str, Any]]
+) -> str | None:
+    if view not in available:
+        return f"{view} is missing"
+    mark = watermarks.get(view)
+    if mark is None:
+        return f"{view} was never refreshed"
+    if mark["failed"]:
+        return f"the last refresh of {view} failed"
+    return None

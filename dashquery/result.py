@@ -1,0 +1,122 @@
+"""``DashboardMetrics``: the result of contract §4 and its compact JSON form."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any, Literal
+
+from dashquery.contract import BREAKDOWN_VALUES, METRIC_KEYS, METRIC_KINDS
+
+Source = Literal["cache", "computed"]
+MetricValue = int | Decimal | float | None | dict[str, int]
+
+
+@dataclass(frozen=True)
+class BlockFreshness:
+    """Where a block's numbers came from (contract §4 ``freshness``)."""
+
+    watermark: dt.datetime | None
+    first_live_day: dt.date | None
+    live_reason: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {
+            "watermark": self.watermark.astimezone(dt.UTC).isoformat() if self.watermark else None,
+            "first_live_day": self.first_live_day.isoformat() if self.first_live_day else None,
+            "live_reason": self.live_reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BlockFreshness:
+        watermark = data["watermark"]
+        first_live_day = data["first_live_day"]
+        return cls(
+            watermark=dt.datetime.fromisoformat(watermark) if watermark else None,
+            first_live_day=dt.date.fromisoformat(first_live_day) if first_live_day else None,
+            live_reason=data.get("live_reason"),
+        )
+
+
+@dataclass(frozen=True)
+class DashboardMetrics:
+    """Every §3 metric for one organization and range, with provenance.
+
+    ``metrics`` holds exact values: ints, ``Decimal`` for numeric sums and ratios, dicts for
+    breakdowns. ``to_dict()`` turns them into JSON-ready ints and floats.
+    """
+
+    organization_id: uuid.UUID
+    date_from: dt.date
+    date_to: dt.date
+    timezone: str
+    generated_at: dt.datetime
+    source: Source
+    metrics: Mapping[str, MetricValue]
+    freshness: Mapping[str, BlockFreshness] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> MetricValue:
+        return self.metrics[key]
+
+    def with_source(self, source: Source) -> DashboardMetrics:
+        return replace(self, source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {key: _json_value(self.metrics[key]) for key in METRIC_KEYS}
+        result.update(
+            organization_id=str(self.organization_id),
+            date_from=self.date_from.isoformat(),
+            date_to=self.date_to.isoformat(),
+            timezone=self.timezone,
+            generated_at=self.generated_at.astimezone(dt.UTC).isoformat(),
+            source=self.source,
+            freshness={block: f.to_dict() for block, f in self.freshness.items()},
+        )
+        return result
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DashboardMetrics:
+        """Rebuild from ``to_dict()`` output; raises ``ValueError``/``KeyError``/``TypeError``
+        on anything that is not exactly that shape (how the cache spots a bad value)."""
+        metrics: dict[str, MetricValue] = {}
+        for key in METRIC_KEYS:
+            metrics[key] = _checked(key, data[key])
+        return cls(
+            organization_id=uuid.UUID(data["organization_id"]),
+            date_from=dt.date.fromisoformat(data["date_from"]),
+            date_to=dt.date.fromisoformat(data["date_to"]),
+            timezone=str(data["timezone"]),
+            generated_at=dt.datetime.fromisoformat(data["generated_at"]),
+            source=data["source"],
+            metrics=metrics,
+            freshness={b: BlockFreshness.from_dict(f) for b, f in data["freshness"].items()},
+        )
+
+
+def _json_value(value: MetricValue) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
+
+
+def _checked(key: str, value: Any) -> MetricValue:
+    kind = METRIC_KINDS[key]
+    if kind == "int":
+        if type(value) is not int:
+            raise TypeError(f"{key}: expected an int, got {value!r}")
+        return value
+    if kind == "breakdown":
+        expected = BREAKDOWN_VALUES[key]
+        if not isinstance(value, dict) or tuple(value) != expected:
+            raise TypeError(f"{key}: expected counts for {expected}, got {value!r}")
+        if any(type(count) is not int for count in value.values()):
+            raise TypeError(f"{key}: counts must be ints, got {value!r}")
+        return value
+    if value is not None and (type(value) not in (int, float)):
+        raise TypeError(f"{key}: expected a number or null, got {value!r}")
+    return value

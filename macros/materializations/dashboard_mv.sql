@@ -1,0 +1,61 @@
+{#
+  dashboard_mv: a materialized view that readers never see missing, stale-without-knowing,
+  or refreshed twice at once. What it adds to dbt-postgres' built-in `materialized_view`:
+    - later runs use REFRESH MATERIALIZED VIEW CONCURRENTLY (readers are never blocked); it
+      needs the unique index built from config `unique_key`;
+    - the watermark (when the refresh's snapshot read the tables) is written in the refresh's
+      own transaction, so the read path's split day always matches the data;
+    - a run log row per run, committed before the work starts: a failed run is marked by the
+      on-run-end hook, a killed one by the next run of the same view;
+    - a per-view advisory lock: a run that finds another refresh of the view under way skips
+      (logged as 'skipped') rather than queueing a second full recompute behind it;
+    - a changed definition (hash of the compiled SQL, its indexes and the upstream views'
+      definitions) or --full-refresh is built under a temporary name and swapped in within
+      one transaction.
+  Config: unique_key (list, required), indexes (list of column lists, optional).
+#}
+{% materialization dashboard_mv, adapter='postgres' %}
+    {%- set unique_key = config.require('unique_key') -%}
+    {%- set indexes = config.get('indexes', []) -%}
+    {%- if unique_key is string or unique_key | length == 0 -%}
+        {{ exceptions.raise_compiler_error("dashboard_mv " ~ this ~ ": unique_key must be a non-empty list of columns") }}
+    {%- endif -%}
+    {%- set target_relation = this.incorporate(type='materialized_view') -%}
+    {%- set existing_relation = load_cached_relation(this) -%}
+
+    {{ run_hooks(pre_hooks, inside_transaction=False) }}
+    {%- set run_id = dashboard_mv_log_start(target_relation) -%}
+    {{ run_hooks(pre_hooks, inside_transaction=True) }}
+
+    {%- if not dashboard_mv_try_lock(target_relation) -%}
+        {{ log("dashboard_mv: " ~ target_relation ~ " is being refreshed by another run; skipped", info=true) }}
+        {% call statement('main') -%}
+            {{ dashboard_mv_log_skipped(run_id) }}
+        {%- endcall %}
+    {%- else -%}
+        {%- set definition_hash = dashboard_mv_definition_hash(sql, unique_key, indexes) -%}
+        {%- if existing_relation is none -%}
+            {%- set action = 'create' -%}
+        {%- elif should_full_refresh()
+            or existing_relation.type != 'materialized_view'
+            or dashboard_mv_stored_hash(target_relation) != definition_hash -%}
+            {%- set action = 'rebuild' -%}
+        {%- else -%}
+            {%- set action = 'refresh' -%}
+        {%- endif -%}
+        {% call statement('main') -%}
+            {{ dashboard_mv_start_watermark() }}
+            {%- if action == 'refresh' %}
+            {{ dashboard_mv_refresh(target_relation) }}
+            {%- else %}
+            {{ dashboard_mv_build_and_swap(target_relation, existing_relation, sql, unique_key, indexes) }}
+            {%- endif %}
+            {{ dashboard_mv_finish(target_relation, run_id, action, definition_hash) }}
+        {%- endcall %}
+    {%- endif -%}
+
+    {{ run_hooks(post_hooks, inside_transaction=True) }}
+    {{ adapter.commit() }}
+    {{ run_hooks(post_hooks, inside_transaction=False) }}
+    {{ return({'relations': [target_relation]}) }}
+{% endmaterialization %}

@@ -1,0 +1,158 @@
+{#
+  The steps of the dashboard_mv materialization, one statement kind per macro. Identifiers
+  are composed by dbt's Relation objects; the few literals (view name, hash, invocation id)
+  are dbt-generated, never user input.
+#}
+
+{# dashboard_mv_log_start: a 'running' row, committed at once so even a killed run leaves a trace. #}
+{% macro dashboard_mv_log_start(relation) %}
+    {% call statement('dashboard_mv_log_start', fetch_result=true) -%}
+        insert into {{ bookkeeping_relation('dashquery_refresh_runs') }}
+            (invocation_id, view_name, status)
+        values ('{{ invocation_id }}', '{{ relation.identifier }}', 'running')
+        returning run_id
+    {%- endcall %}
+    {{ adapter.commit() }}
+    {{ return(load_result('dashboard_mv_log_start').table.columns[0].values()[0]) }}
+{% endmacro %}
+
+
+{#
+  dashboard_mv_try_lock: a transaction-scoped advisory lock per view, released by commit,
+  rollback or a dead session alike, so a crashed run can never leave the view locked.
+#}
+{% macro dashboard_mv_try_lock(relation) %}
+    {% call statement('dashboard_mv_try_lock', fetch_result=true) -%}
+        select pg_try_advisory_xact_lock(hashtextextended('dashquery:{{ relation.schema }}.{{ relation.identifier }}', 0))
+    {%- endcall %}
+    {{ return(load_result('dashboard_mv_try_lock').table.columns[0].values()[0]) }}
+{% endmacro %}
+
+
+{% macro dashboard_mv_log_skipped(run_id) %}
+    update {{ bookkeeping_relation('dashquery_refresh_runs') }}
+    set status = 'skipped', finished_at = clock_timestamp(),
+        duration_ms = extract(epoch from clock_timestamp() - started_at) * 1000
+    where run_id = {{ run_id }}
+{% endmacro %}
+
+
+{#
+  dashboard_mv_definition_hash: what decides "rebuild" over "refresh". The compiled SQL is
+  mostly `select * from daily_x`, so the upstream views' current definitions are hashed too:
+  changing a daily view's logic or columns rebuilds the materialized view that reads it.
+#}
+{% macro dashboard_mv_definition_hash(sql, unique_key, indexes) %}
+    {%- set upstream = [] -%}
+    {%- for node_id in model.depends_on.nodes if node_id in graph.nodes -%}
+        {%- set node = graph.nodes[node_id] -%}
+        {%- do upstream.append(node.schema ~ '.' ~ node.alias) -%}
+    {%- endfor -%}
+    {%- set own = local_md5(sql ~ '|' ~ unique_key | join(',') ~ '|' ~ indexes | string) -%}
+    {% call statement('dashboard_mv_definition_hash', fetch_result=true) -%}
+        select md5('{{ own }}' || coalesce(string_agg(pg_get_viewdef(to_regclass(name)::oid, true), '|' order by name), ''))
+        from unnest(array[{{ "'" ~ upstream | join("', '") ~ "'" if upstream else "" }}]::text[]) as name
+        where to_regclass(name) is not null
+    {%- endcall %}
+    {{ return(load_result('dashboard_mv_definition_hash').table.columns[0].values()[0]) }}
+{% endmacro %}
+
+
+{% macro dashboard_mv_stored_hash(relation) %}
+    {% call statement('dashboard_mv_stored_hash', fetch_result=true) -%}
+        select max(definition_hash) from {{ bookkeeping_relation('dashquery_watermarks') }}
+        where view_name = '{{ relation.identifier }}'
+    {%- endcall %}
+    {{ return(load_result('dashboard_mv_stored_hash').table.columns[0].values()[0]) }}
+{% endmacro %}
+
+
+{#
+  dashboard_mv_start_watermark: remember, in the transaction, the instant before the
+  refresh takes its snapshot. Everything committed before it is in the refreshed data, so
+  days before day(watermark) are complete in the view.
+#}
+{% macro dashboard_mv_start_watermark() %}
+    select set_config('dashquery.watermark', clock_timestamp()::text, true);
+{% endmacro %}
+
+
+{% macro dashboard_mv_refresh(relation) %}
+    refresh materialized view concurrently {{ relation }};
+{% endmacro %}
+
+
+{#
+  dashboard_mv_build_and_swap: build the new definition beside the old one, then drop the
+  old and rename the new in this same transaction. Readers keep using the old relation
+  until commit and then see the new one; the relation is never missing. The old one is
+  dropped without CASCADE: nothing should depend on it, and if something does we fail loudly.
+#}
+{% macro dashboard_mv_build_and_swap(relation, existing_relation, sql, unique_key, indexes) %}
+    {%- set building = relation.incorporate(path={'identifier': relation.identifier ~ '__dq_new'}) -%}
+    drop materialized view if exists {{ building }};
+    create materialized view {{ building }} as
+    {{ sql }};
+    create unique index {{ relation.identifier ~ '__dq_new_key' }}
+    on {{ building }} ({{ unique_key | join(', ') }});
+    {%- for columns in indexes %}
+    create index {{ relation.identifier ~ '__dq_new_idx' ~ loop.index }}
+    on {{ building }} ({{ columns | join(', ') }});
+    {%- endfor %}
+    {%- if existing_relation is not none %}
+    {%- if existing_relation.type == 'materialized_view' %}
+    drop materialized view {{ existing_relation }};
+    {%- else %}
+    drop {{ existing_relation.type }} {{ existing_relation }};
+    {%- endif %}
+    {%- endif %}
+    alter materialized view {{ building }} rename to {{ relation.identifier }};
+    alter index {{ relation.schema }}.{{ relation.identifier ~ '__dq_new_key' }}
+    rename to {{ relation.identifier ~ '__key' }};
+    {%- for columns in indexes %}
+    alter index {{ relation.schema }}.{{ relation.identifier ~ '__dq_new_idx' ~ loop.index }}
+    rename to {{ relation.identifier ~ '__idx' ~ loop.index }};
+    {%- endfor %}
+    analyze {{ relation }};
+{% endmacro %}
+
+
+{#
+  dashboard_mv_finish: the watermark and the run's success, in the refresh's transaction.
+  Earlier 'running' rows of this view can only be runs that died (we hold its lock), so
+  they are closed as failed here.
+#}
+{% macro dashboard_mv_finish(relation, run_id, action, definition_hash) %}
+    {%- set cadences = var('dashquery_cadence_minutes', {}) -%}
+    {%- set cadence = [] -%}
+    {%- for tag in config.get('tags', []) if tag in cadences -%}
+        {%- do cadence.append(cadences[tag]) -%}
+    {%- endfor -%}
+    {%- set watermark = "current_setting('dashquery.watermark')::timestamptz" -%}
+    insert into {{ bookkeeping_relation('dashquery_watermarks') }} as w
+        (view_name, watermark, refreshed_at, duration_ms, row_count, definition_hash,
+         cadence_minutes, last_failed_at, last_error)
+    select
+        '{{ relation.identifier }}', {{ watermark }}, clock_timestamp(),
+        extract(epoch from clock_timestamp() - {{ watermark }}) * 1000,
+        (select count(*) from {{ relation }}), '{{ definition_hash }}',
+        {{ cadence | first if cadence else 'null' }}, null, null
+    on conflict (view_name) do update set
+        watermark = excluded.watermark,
+        refreshed_at = excluded.refreshed_at,
+        duration_ms = excluded.duration_ms,
+        row_count = excluded.row_count,
+        definition_hash = excluded.definition_hash,
+        cadence_minutes = excluded.cadence_minutes,
+        last_failed_at = null,
+        last_error = null;
+    update {{ bookkeeping_relation('dashquery_refresh_runs') }} as r
+    set status = 'success', action = '{{ action }}', finished_at = w.refreshed_at,
+        duration_ms = w.duration_ms, watermark = w.watermark, row_count = w.row_count
+    from {{ bookkeeping_relation('dashquery_watermarks') }} as w
+    where r.run_id = {{ run_id }} and w.view_name = '{{ relation.identifier }}';
+    update {{ bookkeeping_relation('dashquery_refresh_runs') }}
+    set status = 'failed', finished_at = clock_timestamp(),
+        error = 'interrupted: the run ended without committing (killed or lost connection)'
+    where view_name = '{{ relation.identifier }}' and status = 'running' and run_id < {{ run_id }};
+{% endmacro %}

@@ -1,0 +1,92 @@
+{{ config(post_hook=[
+    after_commit("{{ source_index('jobs', 'org_scheduled_day', ['organization_id', business_day('scheduled_at')], where='deleted_at is null', include=['status', 'estimated_hours']) }}"),
+    after_commit("{{ source_index('job_time_entries', 'org_worked_day', ['organization_id', business_day('worked_at')], include=['job_id', 'hours']) }}"),
+]) }}
+
+-- Three facts per business day: jobs scheduled that day (by current status, with their
+-- estimated hours), jobs completed that day, and hours worked that day on live jobs.
+-- Jobs completed that day reuse the index declared by daily_energy.
+{%- set statuses = metric_values('job_statuses') %}
+
+-- NOT MATERIALIZED: the import CTE is used by several facts, and only an inlined CTE lets
+-- the read path's organization and day predicates reach the source indexes.
+with
+
+jobs as not materialized (
+    select * from {{ source('application', 'jobs') }}
+    where deleted_at is null
+),
+
+time_entries as (
+    select * from {{ source('application', 'job_time_entries') }}
+),
+
+scheduled as (
+    select
+        organization_id,
+        {{ business_day('scheduled_at') }} as business_day,
+        count(*) as jobs_scheduled,
+        {{ count_by('status', statuses, 'jobs_status') }},
+        sum(estimated_hours) as estimated_hours,
+        0::bigint as jobs_completed,
+        0::numeric as labor_hours
+    from jobs
+    group by 1, 2
+),
+
+completed as (
+    select
+        organization_id,
+        {{ business_day('completed_at') }} as business_day,
+        0::bigint as jobs_scheduled,
+        {%- for status in statuses %}
+        0::bigint as jobs_status_{{ status }},
+        {%- endfor %}
+        0::numeric as estimated_hours,
+        count(*) as jobs_completed,
+        0::numeric as labor_hours
+    from jobs
+    where status = 'completed'
+    group by 1, 2
+),
+
+labor as (
+    select
+        time_entries.organization_id,
+        {{ business_day('time_entries.worked_at') }} as business_day,
+        0::bigint as jobs_scheduled,
+        {%- for status in statuses %}
+        0::bigint as jobs_status_{{ status }},
+        {%- endfor %}
+        0::numeric as estimated_hours,
+        0::bigint as jobs_completed,
+        sum(time_entries.hours) as labor_hours
+    from time_entries
+    inner join jobs on time_entries.job_id = jobs.id
+    group by 1, 2
+),
+
+facts as (
+    select * from scheduled
+    union all
+    select * from completed
+    union all
+    select * from labor
+),
+
+final as (
+    select
+        organization_id,
+        business_day,
+        sum(jobs_scheduled)::bigint as jobs_scheduled,
+        {%- for status in statuses %}
+        sum(jobs_status_{{ status }})::bigint as jobs_status_{{ status }},
+        {%- endfor %}
+        sum(estimated_hours) as estimated_hours,
+        sum(jobs_completed)::bigint as jobs_completed,
+        sum(labor_hours) as labor_hours
+    from facts
+    group by 1, 2
+)
+
+select * from final

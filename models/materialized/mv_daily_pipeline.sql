@@ -1,0 +1,6 @@
+{{ config(unique_key=['organization_id', 'business_day'], tags=['15min']) }}
+
+-- Rows stay in key order: a materialized view keeps the physical order of its query after
+-- every refresh, so one organization's days sit together on few pages.
+select * from {{ ref('daily_pipeline') }}
+order by organization_id, business_day
