@@ -1,0 +1,25 @@
+"""dashquery: fast and exact multi-tenant dashboard metrics on PostgreSQL.
+
+``get_metrics(org, date_from, date_to)`` reads Redis first; on a miss it reads days before
+each view's watermark from dbt-built materialized views and later days live, in one
+statement. See the contract (METRICS.md) for every definition.
+"""
+
+from dashquery.client import Client, get_metrics, invalidate_all, invalidate_org
+from dashquery.config import Settings
+from dashquery.errors import ConfigError, DashqueryError, InvalidQuery, Unavailable
+from dashquery.result import BlockFreshness, DashboardMetrics
+
+__all__ = [
+    "BlockFreshness",
+    "Client",
+    "ConfigError",
+    "DashboardMetrics",
+    "DashqueryError",
+    "InvalidQuery",
+    "Settings",
+    "Unavailable",
+    "get_metrics",
+    "invalidate_all",
+    "invalidate_org",
+]

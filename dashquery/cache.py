@@ -1,0 +1,254 @@
+"""The Redis cache of ``DashboardMetrics``: generation-scoped keys, validated values, a
+circuit breaker, and single-flight on misses.
+
+Keys: ``{namespace}:m:{org}:{from}:{to}`` where the namespace holds the contract version,
+both schemas and the time zone, so a result is only ever served to the configuration that
+computed it. Invalidation never touches those keys: ``invalidate_org`` and
+``invalidate_all`` INCR a generation counter (O(1), never KEYS or SCAN), and a value is only
+served when the generations stored in it equal the current ones, read in the same MGET.
+Superseded values simply expire with their TTL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from dashquery.observability import CACHE_LOOKUPS, REDIS_CIRCUIT_OPEN
+from dashquery.request import MetricsRequest
+from dashquery.result import DashboardMetrics
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_FORMAT = b"dq1"
+GEN_ALL_KEY = "dq:gen:all"
+# Deleting the lock only if we still own it: KEYS[1] - lock key, ARGV[1] - our token.
+_RELEASE_LOCK = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+def org_generation_key(organization_id: uuid.UUID) -> str:
+    return f"dq:gen:org:{organization_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    """Where one request's result lives, and the generation counters that guard it."""
+
+    value: str
+    lock: str
+    generation_keys: tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A cache read: the result if valid, and the generations to store a new one under."""
+
+    result: DashboardMetrics | None
+    generations: tuple[bytes, bytes] | None
+
+
+class MetricsCache:
+    """Redis behind a circuit breaker: a dead or slow Redis costs one short timeout, then
+    nothing until ``breaker_seconds`` have passed; the read path just computes.
+
+    Invalidations that fail while Redis is down are remembered and replayed as soon as it
+    answers again; those lost with the process are bounded by the TTL.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str,
+        timezone: str,
+        ttl_seconds: float = 300.0,
+        ttl_jitter: float = 0.1,
+        socket_timeout: float = 0.05,
+        breaker_seconds: float = 5.0,
+        lock_seconds: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.redis = redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        self.namespace = namespace
+        self.timezone = timezone
+        self.ttl_seconds = ttl_seconds
+        self.ttl_jitter = ttl_jitter
+        self.breaker_seconds = breaker_seconds
+        self.lock_seconds = lock_seconds
+        self.clock = clock
+        self._release_lock = self.redis.register_script(_RELEASE_LOCK)
+        self._state_lock = threading.Lock()
+        self._open_until = 0.0
+        self._pending_orgs: set[uuid.UUID] = set()
+        self._pending_all = False
+
+    def key(self, request: MetricsRequest) -> CacheKey:
+        value = (
+            f"{self.namespace}:m:{request.organization_id}:{request.date_from}:{request.date_to}"
+        )
+        return CacheKey(
+            value=value,
+            lock=value + ":lock",
+            generation_keys=(GEN_ALL_KEY, org_generation_key(request.organization_id)),
+        )
+
+    # -- circuit breaker -------------------------------------------------------------
+
+    @property
+    def available(self) -> bool:
+        return self.clock() >= self._open_until
+
+    def _call(self, operation: Callable[[], T], default: T) -> T:
+        if not self.available:
+            return default
+        try:
+            value = operation()
+        except redis.RedisError as exc:
+            with self._state_lock:
+                was_closed = self._open_until == 0.0
+                self._open_until = self.clock() + self.breaker_seconds
+            REDIS_CIRCUIT_OPEN.set(1)
+            if was_closed:
+                log.warning(
+                    "Redis unavailable (%s); serving computed results for %.0f s before retrying",
+                    exc,
+                    self.breaker_seconds,
+                )
+            return default
+        if self._open_until:
+            self._recovered()
+        return value
+
+    def _recovered(self) -> None:
+        with self._state_lock:
+            if not self._open_until:
+                return
+            self._open_until = 0.0
+            pending_all, pending_orgs = self._pending_all, self._pending_orgs
+            self._pending_all, self._pending_orgs = False, set()
+        REDIS_CIRCUIT_OPEN.set(0)
+        log.warning(
+            "Redis is back; replaying %d pending invalidation(s)", len(pending_orgs) + pending_all
+        )
+        if pending_all:
+            self.invalidate_all()
+        for org in pending_orgs:
+            self.invalidate_org(org)
+
+    # -- values ----------------------------------------------------------------------
+
+    def lookup(self, request: MetricsRequest) -> Lookup:
+        key = self.key(request)
+        raw = self._call(lambda: self.redis.mget([key.value, *key.generation_keys]), None)
+        if raw is None:
+            CACHE_LOOKUPS.labels("unavailable").inc()
+            return Lookup(None, None)
+        value, *gens = raw
+        generations = (gens[0] or b"0", gens[1] or b"0")
+        if value is None:
+            CACHE_LOOKUPS.labels("miss").inc()
+            return Lookup(None, generations)
+        result, outcome = self._decode(value, request, generations)
+        CACHE_LOOKUPS.labels(outcome).inc()
+        return Lookup(result, generations)
+
+    def store(
+        self, request: MetricsRequest, result: DashboardMetrics, generations: tuple[bytes, bytes]
+    ) -> None:
+        key = self.key(request)
+        payload = json.dumps(result.to_dict(), separators=(",", ":")).encode()
+        value = b"|".join(
+            [_FORMAT, generations[0], generations[1], b"%08x" % zlib.crc32(payload), payload]
+        )
+        ttl = self.ttl_seconds * (1 + random.uniform(-self.ttl_jitter, self.ttl_jitter))
+        self._call(lambda: self.redis.set(key.value, value, px=int(ttl * 1000)), None)
+
+    def _decode(
+        self, value: bytes, request: MetricsRequest, generations: tuple[bytes, bytes]
+    ) -> tuple[DashboardMetrics | None, str]:
+        try:
+            fmt, gen_all, gen_org, checksum, payload = value.split(b"|", 4)
+            if fmt != _FORMAT or int(checksum, 16) != zlib.crc32(payload):
+                raise ValueError("bad header or checksum")
+            if (gen_all, gen_org) != generations:
+                return None, "stale"
+            result = DashboardMetrics.from_dict(json.loads(payload))
+            if (
+                result.organization_id != request.organization_id
+                or result.date_from != request.date_from
+                or result.date_to != request.date_to
+                or result.timezone != self.timezone
+            ):
+                raise ValueError("value belongs to another request")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("discarding a corrupt cache value for %s: %s", request, exc)
+            return None, "corrupt"
+        return result.with_source("cache"), "hit"
+
+    # -- single flight ---------------------------------------------------------------
+
+    def try_lock(self, request: MetricsRequest) -> str | None:
+        """A short Redis lock so one process computes a missing key; None if another has it.
+
+        When Redis is unavailable everyone "gets" the lock: computing is always safe.
+        """
+        token = uuid.uuid4().hex
+        got = self._call(
+            lambda: self.redis.set(
+                self.key(request).lock, token, nx=True, px=int(self.lock_seconds * 1000)
+            ),
+            True,
+        )
+        return token if got else None
+
+    def release(self, request: MetricsRequest, token: str) -> None:
+        lock_key = self.key(request).lock
+        self._call(lambda: self._release_lock(keys=[lock_key], args=[token]), None)
+
+    def wait_for(self, request: MetricsRequest, poll_seconds: float = 0.005) -> Lookup:
+        """Poll for the value another process is computing, up to the lock's lifetime."""
+        deadline = self.clock() + self.lock_seconds
+        lookup = Lookup(None, None)
+        while self.clock() < deadline and self.available:
+            lookup = self.lookup(request)
+            if lookup.result is not None:
+                return lookup
+            time.sleep(poll_seconds)
+        return lookup
+
+    # -- invalidation ----------------------------------------------------------------
+
+    def invalidate_org(self, organization_id: uuid.UUID) -> None:
+        if self._call(lambda: self.redis.incr(org_generation_key(organization_id)), None) is None:
+            with self._state_lock:
+                self._pending_orgs.add(organization_id)
+
+    def invalidate_all(self) -> None:
+        if self._call(lambda: self.redis.incr(GEN_ALL_KEY), None) is None:
+            with self._state_lock:
+                self._pending_all = True
+
+    def close(self) -> None:
+        self.redis.close()

@@ -1,0 +1,208 @@
+"""``Client``: the read path of contract §4-§5 — Redis first, then one hybrid statement."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from types import TracebackType
+from typing import Self
+
+from psycopg_pool import ConnectionPool
+
+from dashquery.cache import Lookup, MetricsCache
+from dashquery.compute import Computer
+from dashquery.config import Settings
+from dashquery.contract import CONTRACT_VERSION
+from dashquery.observability import REQUEST_SECONDS
+from dashquery.request import MetricsRequest, parse_organization_id
+from dashquery.result import DashboardMetrics
+
+METRICS_TTL_SECONDS = 5 * 60  # the seeds' TTL for full metrics
+
+
+class Client:
+    """Thread-safe access to the dashboard metrics of every organization.
+
+    Every setting defaults to the contract's environment variables (``Settings.from_env``).
+    ``conninfo`` is a libpq string ("" = the ``PG*`` variables). ``cache=False`` turns the
+    cache off entirely (tests, benchmarks of the computed path). PostgreSQL sessions run
+    with JIT off (it costs more than these queries) and ``statement_timeout_ms``.
+    """
+
+    def __init__(
+        self,
+        *,
+        conninfo: str | None = None,
+        source_schema: str | None = None,
+        schema: str | None = None,
+        timezone: str | None = None,
+        redis_url: str | None = None,
+        settings: Settings | None = None,
+        cache: bool = True,
+        cache_ttl_seconds: float = METRICS_TTL_SECONDS,
+        pool_size: int = 10,
+        statement_timeout_ms: int = 5000,
+        pool_timeout_seconds: float = 5.0,
+        retries: int = 2,
+    ) -> None:
+        self.settings = settings or Settings.from_env(
+            conninfo=conninfo,
+            source_schema=source_schema,
+            schema=schema,
+            timezone=timezone,
+            redis_url=redis_url,
+        )
+        self.pool = ConnectionPool(
+            self.settings.conninfo,
+            min_size=1,
+            max_size=pool_size,
+            timeout=pool_timeout_seconds,
+            kwargs={
+                "autocommit": True,
+                "options": f"-c jit=off -c statement_timeout={int(statement_timeout_ms)}",
+                "connect_timeout": max(1, int(pool_timeout_seconds)),
+            },
+            name="dashquery",
+            open=True,
+        )
+        self.computer = Computer(self.settings, self.pool, retries=retries)
+        self.cache: MetricsCache | None = None
+        if cache:
+            self.cache = MetricsCache(
+                self.settings.redis_url,
+                namespace=":".join(
+                    [
+                        "dq",
+                        f"v{CONTRACT_VERSION}",
+                        self.settings.source_schema,
+                        self.settings.schema,
+                        self.settings.timezone,
+                    ]
+                ),
+                timezone=self.settings.timezone,
+                ttl_seconds=cache_ttl_seconds,
+            )
+        self._inflight: dict[MetricsRequest, Future[DashboardMetrics]] = {}
+        self._inflight_lock = threading.Lock()
+
+    def get_metrics(
+        self, organization_id: uuid.UUID | str, date_from: object, date_to: object
+    ) -> DashboardMetrics:
+        """Every §3 metric for the organization over [date_from, date_to] (business days).
+
+        Raises ``InvalidQuery`` for bad arguments and ``Unavailable`` when PostgreSQL cannot
+        answer; a Redis failure never raises (the result is computed instead).
+        """
+        request = MetricsRequest.parse(organization_id, date_from, date_to)
+        started = time.perf_counter()
+        lookup = self.cache.lookup(request) if self.cache else Lookup(None, None)
+        if lookup.result is not None:
+            REQUEST_SECONDS.labels("cache").observe(time.perf_counter() - started)
+            return lookup.result
+        result = self._single_flight(request, lookup)
+        REQUEST_SECONDS.labels(result.source).observe(time.perf_counter() - started)
+        return result
+
+    def compute(
+        self, organization_id: uuid.UUID | str, date_from: object, date_to: object
+    ) -> DashboardMetrics:
+        """The hybrid read without the cache (what a cache miss runs)."""
+        return self.computer.compute(MetricsRequest.parse(organization_id, date_from, date_to))
+
+    def _single_flight(self, request: MetricsRequest, lookup: Lookup) -> DashboardMetrics:
+        # Threads of this process share one computation per key ...
+        with self._inflight_lock:
+            future = self._inflight.get(request)
+            leader = future is None
+            if future is None:
+                future = self._inflight[request] = Future()
+        if not leader:
+            return future.result()
+        try:
+            result = self._compute_once_across_processes(request, lookup)
+            future.set_result(result)
+            return result
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            with self._inflight_lock:
+                del self._inflight[request]
+
+    def _compute_once_across_processes(
+        self, request: MetricsRequest, lookup: Lookup
+    ) -> DashboardMetrics:
+        # ... and processes share one through a short Redis lock.
+        if self.cache is None or lookup.generations is None:
+            return self.computer.compute(request)
+        token = self.cache.try_lock(request)
+        if token is None:
+            waited = self.cache.wait_for(request)
+            if waited.result is not None:
+                return waited.result
+            return self.computer.compute(request)
+        try:
+            result = self.computer.compute(request)
+            self.cache.store(request, result, lookup.generations)
+            return result
+        finally:
+            self.cache.release(request, token)
+
+    def invalidate_org(self, organization_id: uuid.UUID | str) -> None:
+        """Drop every cached result of the organization (O(1): bumps its generation)."""
+        if self.cache:
+            self.cache.invalidate_org(parse_organization_id(organization_id))
+
+    def invalidate_all(self) -> None:
+        """Drop every cached result (O(1): bumps the global generation)."""
+        if self.cache:
+            self.cache.invalidate_all()
+
+    def close(self) -> None:
+        self.pool.close()
+        if self.cache:
+            self.cache.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+_default: Client | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> Client:
+    """The module-level client, built from the environment on first use."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Client()
+    return _default
+
+
+def get_metrics(
+    organization_id: uuid.UUID | str, date_from: object, date_to: object
+) -> DashboardMetrics:
+    """``Client.get_metrics`` on the default client (settings from the environment)."""
+    return default_client().get_metrics(organization_id, date_from, date_to)
+
+
+def invalidate_org(organization_id: uuid.UUID | str) -> None:
+    """``Client.invalidate_org`` on the default client."""
+    default_client().invalidate_org(organization_id)
+
+
+def invalidate_all() -> None:
+    """``Client.invalidate_all`` on the default client."""
+    default_client().invalidate_all()
