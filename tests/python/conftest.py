@@ -20,6 +20,7 @@ import redis
 from psycopg import sql
 
 from dashquery.devstack import LocalStack
+from tests.python.helpers import Dashboard, build_dashboard
 
 
 @pytest.fixture(scope="session")
@@ -68,3 +69,15 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def dashboard(stack: LocalStack, redis_url: str) -> Dashboard:
+    """Read-only shared data: tests must not write to it (use ``scratch_dashboard``)."""
+    return build_dashboard(stack, redis_url, seed=11, orgs=3)
+
+
+@pytest.fixture(scope="module")
+def scratch_dashboard(stack: LocalStack, redis_url: str) -> Dashboard:
+    """A dashboard database of the test module's own, free to write to and refresh."""
+    return build_dashboard(stack, redis_url, seed=23, orgs=2)

@@ -1,0 +1,119 @@
+"""Running the project's dbt commands from Python (tests, bench, demo, queued refreshes).
+
+dbt runs as a subprocess of this interpreter's ``dbt`` executable: its profile reads the
+contract's environment variables, so a subprocess with its own environment is the one
+clean way to point it at another database or schema, and it keeps dbt's global state out
+of the application's process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg.conninfo import conninfo_to_dict
+
+from dashquery.config import Settings
+from dashquery.errors import DashqueryError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+_LIBPQ_ENV = {
+    "host": "PGHOST",
+    "port": "PGPORT",
+    "user": "PGUSER",
+    "password": "PGPASSWORD",
+    "dbname": "PGDATABASE",
+}
+
+
+class DbtError(DashqueryError, RuntimeError):
+    """A dbt command failed; the message carries the end of its output."""
+
+
+@dataclass(frozen=True)
+class DbtResult:
+    args: tuple[str, ...]
+    returncode: int
+    output: str
+    seconds: float
+
+
+def dbt_executable() -> str:
+    beside = Path(sys.executable).with_name("dbt")
+    found = str(beside) if beside.exists() else shutil.which("dbt")
+    if not found:
+        raise DbtError("the dbt executable was not found: pip install -e . installs it")
+    return found
+
+
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """The environment a dbt subprocess needs for these settings."""
+    env = dict(os.environ)
+    for key, value in conninfo_to_dict(settings.conninfo).items():
+        if key in _LIBPQ_ENV and value is not None:
+            env[_LIBPQ_ENV[key]] = str(value)
+    env.update(settings.dbt_env())
+    env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    return env
+
+
+def ensure_profiles_dir(folder: Path) -> Path:
+    """A profiles dir holding profiles.yml.example as profiles.yml (it only reads env vars)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_DIR / "profiles.yml.example", folder / "profiles.yml")
+    return folder
+
+
+def run_dbt(
+    args: Sequence[str],
+    settings: Settings,
+    *,
+    check: bool = True,
+    project_dir: Path = PROJECT_DIR,
+    stream: bool = False,
+) -> DbtResult:
+    """Run ``dbt <args>`` against the settings' database and schemas.
+
+    Each call gets its own target and log folders, so concurrent runs (two crons, a test
+    refreshing under load) never overwrite each other's artifacts.
+    """
+    if not (project_dir / "dbt_project.yml").exists():
+        raise DbtError(f"no dbt project at {project_dir}")
+    env = dbt_environment(settings)
+    with tempfile.TemporaryDirectory(prefix="dashquery-dbt-") as scratch:
+        if "DBT_PROFILES_DIR" not in env:
+            env["DBT_PROFILES_DIR"] = str(ensure_profiles_dir(Path(scratch) / "profiles"))
+        command = [
+            dbt_executable(),
+            *args,
+            "--project-dir",
+            str(project_dir),
+            "--target-path",
+            str(Path(scratch) / "target"),
+            "--log-path",
+            str(Path(scratch) / "logs"),
+        ]
+        started = time.perf_counter()
+        completed = subprocess.run(
+            command,
+            env=env,
+            cwd=project_dir,
+            stdout=None if stream else subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            check=False,
+        )
+    result = DbtResult(
+        tuple(args), completed.returncode, completed.stdout or "", time.perf_counter() - started
+    )
+    if check and result.returncode != 0:
+        tail = "\n".join(result.output.splitlines()[-40:])
+        raise DbtError(f"dbt {' '.join(args)} failed with exit {result.returncode}:\n{tail}")
+    return result

@@ -1,0 +1,112 @@
+"""Assertions shared by the read-path tests: the fast path against the contract's oracle."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from dashquery.config import Settings
+from dashquery.contract import METRIC_KEYS
+from dashquery.dbt import run_dbt
+from dashquery.devstack import LocalStack
+from dashquery.generate import generate
+from dashquery.naive import naive_metrics
+from dashquery.result import DashboardMetrics
+
+
+def business_today(settings: Settings) -> dt.date:
+    return dt.datetime.now(settings.zone).date()
+
+
+def assert_matches_naive(
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    result: DashboardMetrics,
+) -> None:
+    """Every §3 value equals the naive query's, exactly (ints and Decimals compare exactly)."""
+    expected = naive_metrics(
+        conn, settings, result.organization_id, result.date_from, result.date_to
+    )
+    assert set(expected) == set(METRIC_KEYS)
+    differences = {
+        key: (result.metrics[key], expected[key])
+        for key in METRIC_KEYS
+        if result.metrics[key] != expected[key]
+    }
+    assert not differences, (
+        f"{result.organization_id} {result.date_from}..{result.date_to}: "
+        f"(hybrid, naive) differ: {differences}"
+    )
+
+
+def ranges_to_check(today: dt.date) -> list[tuple[dt.date, dt.date]]:
+    """1 day to 10 years; ending today, in the past and in the future."""
+    day = dt.timedelta(days=1)
+    return [
+        (today, today),
+        (today - 6 * day, today),
+        (today - 29 * day, today),
+        (today - 89 * day, today),
+        (today - 364 * day, today),
+        (today - 729 * day, today),
+        (today - 3659 * day, today),
+        (today - 400 * day, today - 200 * day),
+        (today - 1 * day, today - 1 * day),
+        (today - 10 * day, today + 30 * day),
+        (today + 1 * day, today + 90 * day),
+        (dt.date(2000, 1, 1), dt.date(2000, 12, 31)),
+    ]
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """A database with generated application data and the dbt project built on it."""
+
+    settings: Settings
+    organization_ids: tuple[uuid.UUID, ...]
+    empty_organization_id: uuid.UUID
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.settings.conninfo, autocommit=True)
+
+
+def build_dashboard(stack: LocalStack, redis_url: str, *, seed: int, orgs: int) -> Dashboard:
+    """Generate data into a new database and `dbt build` it.
+
+    The schemas are deliberately not the defaults (``app``/``dashboard``), so anything that
+    hard-codes them fails here.
+    """
+    name = f"dash_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(stack.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    settings = Settings(
+        conninfo=stack.conninfo(name),
+        source_schema="ops_src",
+        schema="dash_views",
+        redis_url=redis_url,
+    )
+    report = generate(
+        settings.conninfo,
+        source_schema=settings.source_schema,
+        timezone=settings.timezone,
+        orgs=orgs,
+        seed=seed,
+        days=800,
+        scale=0.2,
+        progress=False,
+    )
+    empty = uuid.uuid4()
+    with psycopg.connect(settings.conninfo, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("insert into {}.organizations values (%s, 'No data yet', now(), now())").format(
+                sql.Identifier(settings.source_schema)
+            ),
+            (empty,),
+        )
+    run_dbt(["build"], settings)
+    return Dashboard(settings, (*report.organization_ids, empty), empty)
