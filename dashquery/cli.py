@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from dashquery.cli_seed import seed
 from dashquery.cli_stack import stack
 
 
@@ -18,6 +19,7 @@ def cli() -> None:
 
 
 cli.add_command(stack)
+cli.add_command(seed)
 
 
 def main() -> None:
