@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from dashquery.cli_read import invalidate, metrics
 from dashquery.cli_seed import seed
 from dashquery.cli_stack import stack
 
@@ -20,6 +21,8 @@ def cli() -> None:
 
 cli.add_command(stack)
 cli.add_command(seed)
+cli.add_command(metrics)
+cli.add_command(invalidate)
 
 
 def main() -> None:
