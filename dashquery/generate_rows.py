@@ -14,7 +14,6 @@ import json
 import math
 import random
 import uuid
-from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -87,7 +86,6 @@ def expected_rows(days: int, scale: float) -> int:
 
 
 _Rows = dict[str, list[tuple[object, ...]]]
-_NewId = Callable[[], str]
 _UUID_KEEP = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
 _UUID_V4 = (0x4000 << 64) | (0x8000 << 48)
 
@@ -222,228 +220,264 @@ def organization(
 ) -> tuple[uuid.UUID, _Rows]:
     """The id and the rows (per table, in ``COLUMNS`` order) of organization ``index``."""
     rng = random.Random(f"dashquery:{seed}:{index}")  # str seeds hash with sha512: stable
+    org = _Organization(rng, _Clock(rng, zone, end, days), scale)
+    born = org.clock.midnight(-_PAST + 1) + _randint(rng, 0, DAY)
+    org.rows["organizations"].append((org.id, f"Org {index + 1:03d}", _ts(born), _ts(born + DAY)))
+    org.customers()
+    org.products()
+    org.orders()
+    org.opportunities()
+    org.jobs()
+    org.warranty_claims()
+    org.activities()
+    org.targets()
+    return uuid.UUID(org.id), org.rows
 
-    def new_id() -> str:
-        # What uuid.UUID(int=..., version=4) gives, as 32 hex digits (PostgreSQL accepts
-        # them): making UUID objects and dumping them took a fifth of the load time.
-        return f"{rng.getrandbits(128) & _UUID_KEEP | _UUID_V4:032x}"
 
-    clock = _Clock(rng, zone, end, days)
-    org = new_id()
-    rows: _Rows = {table: [] for table in COLUMNS}
-    born = clock.midnight(-_PAST + 1) + _randint(rng, 0, DAY)
-    rows["organizations"].append((org, f"Org {index + 1:03d}", _ts(born), _ts(born + DAY)))
+class _Organization:
+    """One organization's rows, built table by table in FK order (each step reads earlier ones).
 
-    def soft_delete(created: int, updated: int) -> tuple[int, int | None]:
-        if rng.random() >= DELETED_SHARE:
+    Ids are 32 hex digits: what ``uuid.UUID(int=rng.getrandbits(128), version=4)`` gives, as
+    text PostgreSQL accepts; making UUID objects and dumping them took a fifth of the load.
+    """
+
+    def __init__(self, rng: random.Random, clock: _Clock, scale: float) -> None:
+        self.rng, self.clock, self.scale, self.end = rng, clock, scale, clock.end
+        self.id = self.new_id()
+        self.rows: _Rows = {table: [] for table in COLUMNS}
+        self.customer_ts: list[int] = []
+        self.customer_ids: list[str] = []
+        self.catalog: list[tuple[str, int, bool]] = []  # id, price, has capacity_kwh
+        self.order_ts: list[int] = []
+        self.order_info: list[tuple[str, str, str]] = []  # id, customer id, status
+
+    def new_id(self) -> str:
+        return f"{self.rng.getrandbits(128) & _UUID_KEEP | _UUID_V4:032x}"
+
+    def soft_delete(self, created: int, updated: int) -> tuple[int, int | None]:
+        """(updated_at, deleted_at): a few rows are deleted, which also updates them."""
+        if self.rng.random() >= DELETED_SHARE:
             return updated, None
-        deleted = clock.later(max(created, updated), HOUR, 90 * DAY)
+        deleted = self.clock.later(max(created, updated), HOUR, 90 * DAY)
         return deleted, deleted
 
-    # Customers: the first 40% predate the history, so every order finds an existing one.
-    n_customers = max(10, round(CUSTOMERS * scale))
-    cust_ts = sorted(
-        clock.at(_randint(rng, -365, -1) if i < n_customers * 0.4 else _randint(rng, 0, days - 1))
-        for i in range(n_customers)
-    )
-    cust_ids = [new_id() for _ in cust_ts]
-    for cid, created in zip(cust_ids, cust_ts, strict=True):
-        name = f"{rng.choice(_FIRST)} {rng.choice(_SECOND)} {rng.choice(_SUFFIX)}"
-        updated, deleted = soft_delete(created, clock.later(created, 0, 180 * DAY))
-        rows["customers"].append(
-            (cid, org, name, _pick(rng, _CUSTOMER_STATUS), _ts(created), _ts(updated), _ts(deleted))
+    def customer_at(self, ts: int) -> str:
+        """A customer that already existed at ``ts``."""
+        existing = max(1, bisect.bisect_right(self.customer_ts, ts))
+        return self.customer_ids[_randint(self.rng, 0, existing - 1)]
+
+    def customers(self) -> None:
+        """2,000 at scale 1; the first 40% predate the history, so orders always find one."""
+        rng, clock, days = self.rng, self.clock, self.clock.days
+        count = max(10, round(CUSTOMERS * self.scale))
+        self.customer_ts = sorted(
+            clock.at(_randint(rng, -365, -1) if i < count * 0.4 else _randint(rng, 0, days - 1))
+            for i in range(count)
         )
+        self.customer_ids = [self.new_id() for _ in self.customer_ts]
+        for cid, created in zip(self.customer_ids, self.customer_ts, strict=True):
+            name = f"{rng.choice(_FIRST)} {rng.choice(_SECOND)} {rng.choice(_SUFFIX)}"
+            updated, deleted = self.soft_delete(created, clock.later(created, 0, 180 * DAY))
+            self.rows["customers"].append(
+                (cid, self.id, name, _pick(rng, _CUSTOMER_STATUS), _ts(created), _ts(updated),
+                 _ts(deleted))
+            )  # fmt: skip
 
-    def customer_at(ts: int) -> int:
-        return _randint(rng, 0, max(1, bisect.bisect_right(cust_ts, ts)) - 1)
-
-    # Products: half batteries with a capacity (some fractional), half without that key.
-    products: list[tuple[str, int, bool]] = []
-    for i in range(PRODUCTS):
-        if i % 2 == 0:
-            kwh = rng.choice(_CAPACITIES)
-            name, price = f"PowerStack {kwh:g} kWh", round(kwh * rng.uniform(600, 900)) * 100
-            spec = {"capacity_kwh": kwh, "chemistry": "LFP", "voltage": rng.choice((48, 51.2))}
-        elif i % 4 == 1:
-            kw = rng.choice((3, 5, 6, 8, 10))
-            name, price = f"Hybrid Inverter {kw} kW", _randint(rng, 1_500, 4_500) * 100
-            spec = {"power_kw": kw, "phases": rng.choice((1, 3))}
-        else:
-            name, price, spec = f"Install Kit {i:02d}", _randint(rng, 30, 800) * 100, {}
-        pid = new_id()
-        products.append((pid, price, "capacity_kwh" in spec))
-        created = clock.at(_randint(rng, -_PAST + 2, -31))
-        rows["products"].append(
-            (pid, org, name, json.dumps(spec, sort_keys=True), price, _ts(created))
-        )
-    batteries = [p for p in products if p[2]]
-    others = [p for p in products if not p[2]]
-
-    # Orders and their items; total_cents is the sum of the items' line totals.
-    order_ts = clock.per_day(ORDERS_PER_DAY * scale)
-    order_info: list[tuple[str, str, str]] = []
-    for created in order_ts:
-        oid, cid = new_id(), cust_ids[customer_at(created)]
-        age = (end - created) / DAY
-        status = "cancelled" if rng.random() < 0.05 else _by_age(rng, age, _ORDER_STATUS)
-        total = 0
-        for _ in range(int(_pick(rng, _ITEMS))):
-            if rng.random() < 0.55:
-                pid, price, _ = rng.choice(batteries)
-                quantity = int(_pick(rng, _BATTERY_QUANTITY))
+    def products(self) -> None:
+        """Half batteries with a capacity_kwh (some fractional), half without that key."""
+        rng = self.rng
+        for i in range(PRODUCTS):
+            if i % 2 == 0:
+                kwh = rng.choice(_CAPACITIES)
+                name, price = f"PowerStack {kwh:g} kWh", round(kwh * rng.uniform(600, 900)) * 100
+                spec = {"capacity_kwh": kwh, "chemistry": "LFP", "voltage": rng.choice((48, 51.2))}
+            elif i % 4 == 1:
+                kw = rng.choice((3, 5, 6, 8, 10))
+                name, price = f"Hybrid Inverter {kw} kW", _randint(rng, 1_500, 4_500) * 100
+                spec = {"power_kw": kw, "phases": rng.choice((1, 3))}
             else:
-                pid, price, _ = rng.choice(others)
-                quantity = _randint(rng, 1, 6)
-            if rng.random() < 0.1:
-                price = round(price * rng.uniform(0.85, 0.95))
-            line = quantity * price
-            total += line
-            rows["order_items"].append(
-                (new_id(), org, oid, pid, quantity, price, line, _ts(created))
+                name, price, spec = f"Install Kit {i:02d}", _randint(rng, 30, 800) * 100, {}
+            pid = self.new_id()
+            self.catalog.append((pid, price, "capacity_kwh" in spec))
+            created = self.clock.at(_randint(rng, -_PAST + 2, -31))
+            self.rows["products"].append(
+                (pid, self.id, name, json.dumps(spec, sort_keys=True), price, _ts(created))
             )
-        done = status in ("delivered", "cancelled")
-        updated = clock.later(created, HOUR if done else 0, (10 if done else 2) * DAY)
-        updated, deleted = soft_delete(created, updated)
-        rows["orders"].append(
-            (oid, org, cid, status, total, _ts(created), _ts(updated), _ts(deleted))
-        )
-        order_info.append((oid, cid, status))
 
-    # Opportunities: closed ones (won/lost) close days to months after creation.
-    for created in clock.per_day(OPPORTUNITIES_PER_DAY * scale):
-        cid = cust_ids[customer_at(created)]
-        value = round(rng.lognormvariate(math.log(1_500_000), 0.8), -2)
-        delay = rng.expovariate(1 / 25) if rng.random() < 0.85 else rng.uniform(60, 200)
-        delay = max(delay, 1 / 24)  # days; at least an hour
-        stalled = rng.random() < 0.12
-        closed: int | None = None
-        if not stalled and created + delay * DAY <= end:
-            stage = "won" if rng.random() < 0.4 else "lost"
-            closed = clock.snap(created + int(delay * DAY), created)
-        else:
-            stage = _by_age(rng, (end - created) / DAY, _OPEN_STAGE)
-        probability = min(100, max(0, _PROBABILITY.get(stage, 0) + _randint(rng, -10, 10)))
-        expected = None
-        if rng.random() < 0.85:
-            expected = clock.date(clock.day_of(created) + _randint(rng, 14, 120))
-        updated, deleted = soft_delete(created, closed or clock.later(created, 0, 30 * DAY))
-        rows["opportunities"].append(
-            (new_id(), org, cid, stage, int(value), probability, expected, _ts(closed),
-             _ts(created), _ts(updated), _ts(deleted))
-        )  # fmt: skip
-
-    # Jobs (about 20% without an order) and their time entries.
-    for created in clock.per_day(JOBS_PER_DAY * scale):
-        order = None
-        if rng.random() < 0.8:
-            lo = bisect.bisect_left(order_ts, created - 30 * DAY)
-            hi = bisect.bisect_right(order_ts, created)
-            for _ in range(3 if hi > lo else 0):
-                candidate = order_info[_randint(rng, lo, hi - 1)]
-                if candidate[2] not in ("cancelled", "draft"):
-                    order = candidate
-                    break
-        cid = order[1] if order else cust_ids[customer_at(created)]
-        sched = clock.at(clock.day_of(created) + _randint(rng, 0, 21), clamp=False)
-        if sched <= created:
-            sched = created + _randint(rng, 2, 8) * HOUR
-        estimated = _randint(rng, 8, 64) / 4
-        completed: int | None = None
-        if rng.random() < 0.05:
-            status = "cancelled"
-        elif sched > end:
-            status = "scheduled"
-        else:
-            span = int(estimated * HOUR * rng.uniform(0.8, 1.6))
-            if rng.random() < 0.15:
-                span += _randint(rng, 1, 3) * DAY
-            completed = sched + span
-            if completed > end or (end - sched < 3 * DAY and rng.random() < 0.3):
-                status, completed = "in_progress", None
-            elif rng.random() < 0.01:
-                status, completed = "scheduled", None  # never started: overdue
-            else:
-                status, completed = "completed", clock.snap(completed, sched)
-        jid = new_id()
-        if status in ("completed", "in_progress"):
-            last = completed or end
-            for _ in range(int(_pick(rng, _ENTRIES))):
-                worked = clock.snap(_randint(rng, sched, last), sched - 1, last)
-                hours = f"{_randint(rng, 2, 32) / 4:.2f}"
-                rows["job_time_entries"].append(
-                    (new_id(), org, jid, hours, _ts(worked), _ts(clock.later(worked, 0, 2 * DAY)))
+    def orders(self) -> None:
+        """Orders with 1-6 items; total_cents is the sum of the items' line totals."""
+        rng, clock, end, org = self.rng, self.clock, self.end, self.id
+        batteries = [p for p in self.catalog if p[2]]
+        others = [p for p in self.catalog if not p[2]]
+        items = self.rows["order_items"]
+        self.order_ts = clock.per_day(ORDERS_PER_DAY * self.scale)
+        for created in self.order_ts:
+            oid, cid = self.new_id(), self.customer_at(created)
+            age = (end - created) / DAY
+            status = "cancelled" if rng.random() < 0.05 else _by_age(rng, age, _ORDER_STATUS)
+            total = 0
+            for _ in range(int(_pick(rng, _ITEMS))):
+                if rng.random() < 0.55:
+                    pid, price, _ = rng.choice(batteries)
+                    quantity = int(_pick(rng, _BATTERY_QUANTITY))
+                else:
+                    pid, price, _ = rng.choice(others)
+                    quantity = _randint(rng, 1, 6)
+                if rng.random() < 0.1:
+                    price = round(price * rng.uniform(0.85, 0.95))  # a discounted line
+                total += quantity * price
+                items.append(
+                    (self.new_id(), org, oid, pid, quantity, price, quantity * price, _ts(created))
                 )
-        updated = min(end, completed or max(created, min(sched, end)))
-        updated, deleted = soft_delete(created, updated)
-        rows["jobs"].append(
-            (jid, org, order[0] if order else None, cid, status, _ts(sched), _ts(completed),
-             f"{estimated:.2f}", _ts(created), _ts(updated), _ts(deleted))
-        )  # fmt: skip
-
-    # Warranty claims: resolved or rejected hours to weeks later, some still open.
-    for created in clock.per_day(CLAIMS_PER_DAY * scale):
-        cid = cust_ids[customer_at(created)]
-        pid = rng.choice(products)[0] if rng.random() < 0.8 else None
-        claim_type = _pick(rng, _CLAIM_TYPE)
-        delay = int(max(2 * HOUR, rng.expovariate(1 / (5 * DAY))))
-        resolved: int | None = None
-        if created + delay <= end:
-            status = "resolved" if rng.random() < 0.75 else "rejected"
-            resolved = clock.snap(created + delay, created)
-        else:
-            status = "pending" if end - created < 2 * DAY or rng.random() < 0.5 else "approved"
-        updated, deleted = soft_delete(created, resolved or clock.later(created, 0, DAY))
-        rows["warranty_claims"].append(
-            (new_id(), org, cid, pid, status, claim_type, _ts(created), _ts(resolved),
-             _ts(updated), _ts(deleted))
-        )  # fmt: skip
-
-    _activities(rng, clock, org, rows, scale, new_id)
-    _targets(clock, org, rows, scale, new_id)
-    return uuid.UUID(org), rows
-
-
-def _activities(
-    rng: random.Random, clock: _Clock, org: str, rows: _Rows, scale: float, new_id: _NewId
-) -> None:
-    """The audit trail: about 100,000 entries per 730 days, on existing entities."""
-    pools = {
-        "order": (rows["orders"], 5),
-        "opportunity": (rows["opportunities"], 8),
-        "job": (rows["jobs"], 8),
-        "customer": (rows["customers"], 4),
-        "warranty_claim": (rows["warranty_claims"], 6),
-    }
-    start = clock.midnight(0)
-    for _ in range(round(ACTIVITIES_PER_730_DAYS * scale * clock.days / 730)):
-        kind = _pick(rng, _ENTITY)
-        pool, created_col = pools[kind]
-        if not pool:
-            continue
-        entity = pool[_randint(rng, 0, len(pool) - 1)]
-        base = max(start, int(entity[created_col].timestamp()))
-        action = rng.choice(_ACTIONS)
-        rows["activities"].append(
-            (new_id(), org, kind, entity[0], action,
-             f"{kind.replace('_', ' ')} {action.replace('_', ' ')}",
-             _ts(clock.later(base, 0, 30 * DAY)))
-        )  # fmt: skip
-
-
-def _targets(clock: _Clock, org: str, rows: _Rows, scale: float, new_id: _NewId) -> None:
-    """Monthly targets for a few metrics over every month of the history."""
-    per_month = {
-        "revenue_cents": ORDERS_PER_DAY * 30 * 1_000_000,
-        "orders_count": ORDERS_PER_DAY * 30,
-        "new_opportunities": OPPORTUNITIES_PER_DAY * 30,
-        "jobs_completed": JOBS_PER_DAY * 27,
-    }
-    month, last = clock.date(0).replace(day=1), clock.date(clock.days - 1)
-    while month <= last:
-        following = (month + timedelta(days=32)).replace(day=1)
-        for metric in TARGET_METRICS:
-            value = round(per_month[metric] * scale * clock.rng.uniform(0.9, 1.2))
-            rows["targets"].append(
-                (new_id(), org, metric, month, following - timedelta(days=1), str(value))
+            done = status in ("delivered", "cancelled")
+            updated = clock.later(created, HOUR if done else 0, (10 if done else 2) * DAY)
+            updated, deleted = self.soft_delete(created, updated)
+            self.rows["orders"].append(
+                (oid, org, cid, status, total, _ts(created), _ts(updated), _ts(deleted))
             )
-        month = following
+            self.order_info.append((oid, cid, status))
+
+    def opportunities(self) -> None:
+        """Won or lost ones close an hour to months after creation; the rest are open."""
+        rng, clock, end = self.rng, self.clock, self.end
+        for created in clock.per_day(OPPORTUNITIES_PER_DAY * self.scale):
+            cid = self.customer_at(created)
+            value = round(rng.lognormvariate(math.log(1_500_000), 0.8), -2)
+            delay = rng.expovariate(1 / 25) if rng.random() < 0.85 else rng.uniform(60, 200)
+            delay = max(delay, 1 / 24)  # days
+            stalled = rng.random() < 0.12
+            closed: int | None = None
+            if not stalled and created + delay * DAY <= end:
+                stage = "won" if rng.random() < 0.4 else "lost"
+                closed = clock.snap(created + int(delay * DAY), created)
+            else:
+                stage = _by_age(rng, (end - created) / DAY, _OPEN_STAGE)
+            probability = min(100, max(0, _PROBABILITY.get(stage, 0) + _randint(rng, -10, 10)))
+            expected = None
+            if rng.random() < 0.85:
+                expected = clock.date(clock.day_of(created) + _randint(rng, 14, 120))
+            updated = closed or clock.later(created, 0, 30 * DAY)
+            updated, deleted = self.soft_delete(created, updated)
+            self.rows["opportunities"].append(
+                (self.new_id(), self.id, cid, stage, int(value), probability, expected,
+                 _ts(closed), _ts(created), _ts(updated), _ts(deleted))
+            )  # fmt: skip
+
+    def _order_for_job(self, created: int) -> tuple[str, str, str] | None:
+        """About 80% of jobs install a recent order that is neither a draft nor cancelled."""
+        if self.rng.random() >= 0.8:
+            return None
+        lo = bisect.bisect_left(self.order_ts, created - 30 * DAY)
+        hi = bisect.bisect_right(self.order_ts, created)
+        for _ in range(3 if hi > lo else 0):
+            candidate = self.order_info[_randint(self.rng, lo, hi - 1)]
+            if candidate[2] not in ("cancelled", "draft"):
+                return candidate
+        return None
+
+    def jobs(self) -> None:
+        """Jobs scheduled up to three weeks ahead (some after end), with 0-4 time entries."""
+        rng, clock, end, org = self.rng, self.clock, self.end, self.id
+        for created in clock.per_day(JOBS_PER_DAY * self.scale):
+            order = self._order_for_job(created)
+            cid = order[1] if order else self.customer_at(created)
+            sched = clock.at(clock.day_of(created) + _randint(rng, 0, 21), clamp=False)
+            if sched <= created:
+                sched = created + _randint(rng, 2, 8) * HOUR
+            estimated = _randint(rng, 8, 64) / 4
+            completed: int | None = None
+            if rng.random() < 0.05:
+                status = "cancelled"
+            elif sched > end:
+                status = "scheduled"
+            else:
+                span = int(estimated * HOUR * rng.uniform(0.8, 1.6))
+                if rng.random() < 0.15:
+                    span += _randint(rng, 1, 3) * DAY  # a multi-day installation
+                completed = sched + span
+                if completed > end or (end - sched < 3 * DAY and rng.random() < 0.3):
+                    status, completed = "in_progress", None
+                elif rng.random() < 0.01:
+                    status, completed = "scheduled", None  # never started: overdue
+                else:
+                    status, completed = "completed", clock.snap(completed, sched)
+            jid = self.new_id()
+            if status in ("completed", "in_progress"):
+                last = completed or end
+                for _ in range(int(_pick(rng, _ENTRIES))):
+                    worked = clock.snap(_randint(rng, sched, last), sched - 1, last)
+                    self.rows["job_time_entries"].append(
+                        (self.new_id(), org, jid, f"{_randint(rng, 2, 32) / 4:.2f}", _ts(worked),
+                         _ts(clock.later(worked, 0, 2 * DAY)))
+                    )  # fmt: skip
+            updated = min(end, completed or max(created, min(sched, end)))
+            updated, deleted = self.soft_delete(created, updated)
+            self.rows["jobs"].append(
+                (jid, org, order[0] if order else None, cid, status, _ts(sched), _ts(completed),
+                 f"{estimated:.2f}", _ts(created), _ts(updated), _ts(deleted))
+            )  # fmt: skip
+
+    def warranty_claims(self) -> None:
+        """Resolved or rejected hours to weeks later; the newest still pending or approved."""
+        rng, clock, end = self.rng, self.clock, self.end
+        for created in clock.per_day(CLAIMS_PER_DAY * self.scale):
+            cid = self.customer_at(created)
+            pid = rng.choice(self.catalog)[0] if rng.random() < 0.8 else None
+            claim_type = _pick(rng, _CLAIM_TYPE)
+            delay = int(max(2 * HOUR, rng.expovariate(1 / (5 * DAY))))
+            resolved: int | None = None
+            if created + delay <= end:
+                status = "resolved" if rng.random() < 0.75 else "rejected"
+                resolved = clock.snap(created + delay, created)
+            else:
+                status = "pending" if end - created < 2 * DAY or rng.random() < 0.5 else "approved"
+            updated = resolved or clock.later(created, 0, DAY)
+            updated, deleted = self.soft_delete(created, updated)
+            self.rows["warranty_claims"].append(
+                (self.new_id(), self.id, cid, pid, status, claim_type, _ts(created),
+                 _ts(resolved), _ts(updated), _ts(deleted))
+            )  # fmt: skip
+
+    def activities(self) -> None:
+        """The audit trail: about 100,000 entries per 730 days, on existing entities."""
+        rng, clock, rows = self.rng, self.clock, self.rows
+        pools = {  # entity type: (its rows, index of created_at)
+            "order": (rows["orders"], 5),
+            "opportunity": (rows["opportunities"], 8),
+            "job": (rows["jobs"], 8),
+            "customer": (rows["customers"], 4),
+            "warranty_claim": (rows["warranty_claims"], 6),
+        }
+        start = clock.midnight(0)
+        for _ in range(round(ACTIVITIES_PER_730_DAYS * self.scale * clock.days / 730)):
+            kind = _pick(rng, _ENTITY)
+            pool, created_at = pools[kind]
+            if not pool:
+                continue
+            entity = pool[_randint(rng, 0, len(pool) - 1)]
+            base = max(start, int(entity[created_at].timestamp()))  # type: ignore[attr-defined]
+            action = rng.choice(_ACTIONS)
+            rows["activities"].append(
+                (self.new_id(), self.id, kind, entity[0], action,
+                 f"{kind.replace('_', ' ')} {action.replace('_', ' ')}",
+                 _ts(clock.later(base, 0, 30 * DAY)))
+            )  # fmt: skip
+
+    def targets(self) -> None:
+        """Monthly targets for a few metrics over every month of the history."""
+        per_month = {
+            "revenue_cents": ORDERS_PER_DAY * 30 * 1_000_000,
+            "orders_count": ORDERS_PER_DAY * 30,
+            "new_opportunities": OPPORTUNITIES_PER_DAY * 30,
+            "jobs_completed": JOBS_PER_DAY * 27,
+        }
+        month, last = self.clock.date(0).replace(day=1), self.clock.date(self.clock.days - 1)
+        while month <= last:
+            following = (month + timedelta(days=32)).replace(day=1)
+            for metric in TARGET_METRICS:
+                value = round(per_month[metric] * self.scale * self.rng.uniform(0.9, 1.2))
+                self.rows["targets"].append(
+                    (self.new_id(), self.id, metric, month, following - timedelta(days=1),
+                     str(value))
+                )  # fmt: skip
+            month = following
