@@ -27,3 +27,9 @@
     {{- "," if not loop.last }}
     {%- endfor %}
 {%- endmacro %}
+
+
+{# sql_values: a parenthesised list of SQL string literals, for `in (...)` filters. #}
+{% macro sql_values(values) -%}
+    ({% for value in values %}'{{ value }}'{{ ", " if not loop.last }}{% endfor %})
+{%- endmacro %}

@@ -40,7 +40,7 @@ completed as (
         {{ business_day('completed_at') }} as business_day,
         0::bigint as jobs_scheduled,
         {%- for status in statuses %}
-        0::bigint as jobs_status_{{ status }},
+            0::bigint as jobs_status_{{ status }},
         {%- endfor %}
         0::numeric as estimated_hours,
         count(*) as jobs_completed,
@@ -56,7 +56,7 @@ labor as (
         {{ business_day('time_entries.worked_at') }} as business_day,
         0::bigint as jobs_scheduled,
         {%- for status in statuses %}
-        0::bigint as jobs_status_{{ status }},
+            0::bigint as jobs_status_{{ status }},
         {%- endfor %}
         0::numeric as estimated_hours,
         0::bigint as jobs_completed,
@@ -80,7 +80,7 @@ final as (
         business_day,
         sum(jobs_scheduled)::bigint as jobs_scheduled,
         {%- for status in statuses %}
-        sum(jobs_status_{{ status }})::bigint as jobs_status_{{ status }},
+            sum(jobs_status_{{ status }})::bigint as jobs_status_{{ status }},
         {%- endfor %}
         sum(estimated_hours) as estimated_hours,
         sum(jobs_completed)::bigint as jobs_completed,

@@ -15,9 +15,7 @@ final as (
         {{ business_day('created_at') }} as business_day,
         count(*) as orders_count,
         count(*) filter (where status = 'delivered') as delivered_orders,
-        count(*) filter (
-            where status in ('{{ metric_values("pending_order_statuses") | join("', '") }}')
-        ) as pending_orders,
+        count(*) filter (where status in {{ sql_values(metric_values('pending_order_statuses')) }}) as pending_orders,
         count(*) filter (where status = 'cancelled') as cancelled_orders,
         count(*) filter (where status <> 'cancelled') as non_cancelled_orders,
         coalesce(sum(total_cents) filter (where status <> 'cancelled'), 0)::bigint

@@ -37,7 +37,7 @@ closed as (
         {{ business_day('closed_at') }} as business_day,
         0::bigint as new_opportunities,
         {%- for stage in stages %}
-        0::bigint as opportunities_stage_{{ stage }},
+            0::bigint as opportunities_stage_{{ stage }},
         {%- endfor %}
         0::bigint as pipeline_value_cents,
         0::numeric as weighted_pipeline_cents,
@@ -61,7 +61,7 @@ final as (
         business_day,
         sum(new_opportunities)::bigint as new_opportunities,
         {%- for stage in stages %}
-        sum(opportunities_stage_{{ stage }})::bigint as opportunities_stage_{{ stage }},
+            sum(opportunities_stage_{{ stage }})::bigint as opportunities_stage_{{ stage }},
         {%- endfor %}
         sum(pipeline_value_cents)::bigint as pipeline_value_cents,
         sum(weighted_pipeline_cents) as weighted_pipeline_cents,
