@@ -5,10 +5,11 @@ each view's watermark from dbt-built materialized views and later days live, in 
 statement. See the contract (METRICS.md) for every definition.
 """
 
-from dashquery.client import Client, get_metrics, invalidate_all, invalidate_org
+from dashquery.client import Client, get_metrics, get_series, invalidate_all, invalidate_org
 from dashquery.config import Settings
 from dashquery.errors import ConfigError, DashqueryError, InvalidQuery, Unavailable
 from dashquery.result import BlockFreshness, DashboardMetrics
+from dashquery.series import Series
 
 __all__ = [
     "BlockFreshness",
@@ -17,9 +18,11 @@ __all__ = [
     "DashboardMetrics",
     "DashqueryError",
     "InvalidQuery",
+    "Series",
     "Settings",
     "Unavailable",
     "get_metrics",
+    "get_series",
     "invalidate_all",
     "invalidate_org",
 ]

@@ -12,12 +12,14 @@ from typing import Self
 from psycopg_pool import ConnectionPool
 
 from dashquery.cache import Lookup, MetricsCache
+from dashquery.compare import ComparedMetrics, comparison_request, parse_compare
 from dashquery.compute import Computer
 from dashquery.config import Settings
 from dashquery.contract import CONTRACT_VERSION
 from dashquery.observability import REQUEST_SECONDS
 from dashquery.request import MetricsRequest, parse_organization_id
 from dashquery.result import DashboardMetrics
+from dashquery.series import Series, SeriesReader, SeriesRequest
 
 METRICS_TTL_SECONDS = 5 * 60  # the seeds' TTL for full metrics
 
@@ -86,16 +88,49 @@ class Client:
             )
         self._inflight: dict[MetricsRequest, Future[DashboardMetrics]] = {}
         self._inflight_lock = threading.Lock()
+        self.series = SeriesReader(self.computer, self.cache)
 
     def get_metrics(
-        self, organization_id: uuid.UUID | str, date_from: object, date_to: object
+        self,
+        organization_id: uuid.UUID | str,
+        date_from: object,
+        date_to: object,
+        *,
+        compare: str | None = None,
     ) -> DashboardMetrics:
         """Every §3 metric for the organization over [date_from, date_to] (business days).
 
+        ``compare="previous_period"`` or ``"previous_year"`` returns a ``ComparedMetrics``:
+        the same, plus the comparison range's metrics and the deltas (see ``compare.py``).
         Raises ``InvalidQuery`` for bad arguments and ``Unavailable`` when PostgreSQL cannot
         answer; a Redis failure never raises (the result is computed instead).
         """
         request = MetricsRequest.parse(organization_id, date_from, date_to)
+        mode = parse_compare(compare)
+        if mode is None:
+            return self._metrics(request)
+        # Two ordinary requests, each cached under its own key, combined afterwards.
+        previous = self._metrics(comparison_request(request, mode))
+        return ComparedMetrics.combine(self._metrics(request), previous, mode)
+
+    def get_series(
+        self,
+        organization_id: uuid.UUID | str,
+        metric: str,
+        date_from: object,
+        date_to: object,
+        grain: str = "day",
+    ) -> Series:
+        """One additive metric per day, ISO week or month of [date_from, date_to].
+
+        Every period has a point (0 when empty); the first and last periods only sum their
+        days inside the range. Cached for 15 minutes; see ``series.py``.
+        """
+        return self.series.get(
+            SeriesRequest.parse(organization_id, metric, date_from, date_to, grain)
+        )
+
+    def _metrics(self, request: MetricsRequest) -> DashboardMetrics:
         started = time.perf_counter()
         lookup = self.cache.lookup(request) if self.cache else Lookup(None, None)
         if lookup.result is not None:
@@ -192,10 +227,25 @@ def default_client() -> Client:
 
 
 def get_metrics(
-    organization_id: uuid.UUID | str, date_from: object, date_to: object
+    organization_id: uuid.UUID | str,
+    date_from: object,
+    date_to: object,
+    *,
+    compare: str | None = None,
 ) -> DashboardMetrics:
     """``Client.get_metrics`` on the default client (settings from the environment)."""
-    return default_client().get_metrics(organization_id, date_from, date_to)
+    return default_client().get_metrics(organization_id, date_from, date_to, compare=compare)
+
+
+def get_series(
+    organization_id: uuid.UUID | str,
+    metric: str,
+    date_from: object,
+    date_to: object,
+    grain: str = "day",
+) -> Series:
+    """``Client.get_series`` on the default client."""
+    return default_client().get_series(organization_id, metric, date_from, date_to, grain)
 
 
 def invalidate_org(organization_id: uuid.UUID | str) -> None:
