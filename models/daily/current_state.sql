@@ -1,10 +1,3 @@
-{{ config(post_hook=[
-    after_commit("{{ source_index('jobs', 'org_active', ['organization_id'], where=\"deleted_at is null and status in ('scheduled', 'in_progress')\") }}"),
-    after_commit("{{ source_index('warranty_claims', 'org_open', ['organization_id'], where=\"deleted_at is null and status in ('pending', 'approved')\") }}"),
-    after_commit("{{ source_index('opportunities', 'org_open', ['organization_id'], where=\"deleted_at is null and stage not in ('won', 'lost')\", include=['value_cents', 'probability']) }}"),
-    after_commit("{{ source_index('customers', 'org_active', ['organization_id'], where=\"deleted_at is null and status = 'active'\") }}"),
-]) }}
-
 -- The current-state keys of contract §3: a snapshot of now per organization, not a range.
 with
 

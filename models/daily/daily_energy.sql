@@ -1,8 +1,3 @@
-{{ config(post_hook=[
-    after_commit("{{ source_index('jobs', 'org_completed_day', ['organization_id', business_day('completed_at')], where=\"deleted_at is null and status = 'completed'\", include=['order_id']) }}"),
-    after_commit("{{ source_index('order_items', 'order', ['order_id'], include=['product_id', 'quantity']) }}"),
-]) }}
-
 with
 
 completed_jobs as (

@@ -1,11 +1,6 @@
-{{ config(post_hook=[
-    after_commit("{{ source_index('jobs', 'org_scheduled_day', ['organization_id', business_day('scheduled_at')], where='deleted_at is null', include=['status', 'estimated_hours']) }}"),
-    after_commit("{{ source_index('job_time_entries', 'org_worked_day', ['organization_id', business_day('worked_at')], include=['job_id', 'hours']) }}"),
-]) }}
-
 -- Three facts per business day: jobs scheduled that day (by current status, with their
 -- estimated hours), jobs completed that day, and hours worked that day on live jobs.
--- Jobs completed that day reuse the index declared by daily_energy.
+-- Their indexes are declared in models/indexes/source_indexes.sql.
 {%- set statuses = metric_values('job_statuses') %}
 
 -- NOT MATERIALIZED: the import CTE is used by several facts, and only an inlined CTE lets

@@ -1,7 +1,3 @@
-{{ config(post_hook=[
-    after_commit("{{ source_index('orders', 'org_created_day', ['organization_id', business_day('created_at')], where='deleted_at is null', include=['status', 'total_cents', 'customer_id']) }}"),
-]) }}
-
 with
 
 orders as (

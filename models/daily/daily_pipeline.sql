@@ -1,8 +1,3 @@
-{{ config(post_hook=[
-    after_commit("{{ source_index('opportunities', 'org_created_day', ['organization_id', business_day('created_at')], where='deleted_at is null', include=['stage', 'value_cents', 'probability']) }}"),
-    after_commit("{{ source_index('opportunities', 'org_closed_day', ['organization_id', business_day('closed_at')], where=\"deleted_at is null and stage in ('won', 'lost')\", include=['value_cents']) }}"),
-]) }}
-
 -- Two facts per business day: opportunities created that day (by their current stage) and
 -- opportunities won or lost that day. Both are additive over days, so a range sums rows.
 {%- set stages = metric_values('opportunity_stages') %}

@@ -1,7 +1,3 @@
-{{ config(post_hook=[
-    after_commit("{{ source_index('warranty_claims', 'org_created_day', ['organization_id', business_day('created_at')], where='deleted_at is null', include=['status', 'claim_type', 'resolved_at']) }}"),
-]) }}
-
 -- Claims created per business day, by status and type. The mean resolution time is kept as
 -- its two additive parts (total seconds, resolved count) so any range divides exactly once.
 with

@@ -1,0 +1,176 @@
+"""The dashboard_mv materialization: concurrent refresh, watermarks, run log, lock, swap."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from dashquery.dbt import DbtError, run_dbt
+from dashquery.hybrid import MATERIALIZED_VIEWS
+from tests.python.helpers import Dashboard
+
+FIFTEEN_MINUTE_VIEWS = {
+    "mv_daily_orders",
+    "mv_order_customer_days",
+    "mv_daily_energy",
+    "mv_daily_pipeline",
+    "mv_daily_jobs",
+}
+
+
+def watermarks(dashboard: Dashboard) -> dict[str, Any]:
+    with dashboard.connect() as conn:
+        rows = conn.execute(
+            sql.SQL("select view_name, watermark from {}.dashquery_watermarks").format(
+                sql.Identifier(dashboard.settings.schema)
+            )
+        ).fetchall()
+    return dict(rows)
+
+
+def latest_runs(dashboard: Dashboard) -> dict[str, tuple[str, str | None, str | None]]:
+    with dashboard.connect() as conn:
+        rows = conn.execute(
+            sql.SQL(
+                "select distinct on (view_name) view_name, status, action, error"
+                " from {}.dashquery_refresh_runs order by view_name, run_id desc"
+            ).format(sql.Identifier(dashboard.settings.schema))
+        ).fetchall()
+    return {view: (status, action, error) for view, status, action, error in rows}
+
+
+class ReaderLoop:
+    """Reads a materialized view in a loop from its own connection, recording failures."""
+
+    def __init__(self, dashboard: Dashboard, view: str) -> None:
+        self.query = sql.SQL("select count(*), sum(orders_count) from {}.{}").format(
+            sql.Identifier(dashboard.settings.schema), sql.Identifier(view)
+        )
+        self.dashboard = dashboard
+        self.errors: list[str] = []
+        self.reads = 0
+        self.slowest = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with self.dashboard.connect() as conn:
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                try:
+                    conn.execute(self.query).fetchone()
+                except psycopg.Error as exc:
+                    self.errors.append(str(exc))
+                self.slowest = max(self.slowest, time.perf_counter() - started)
+                self.reads += 1
+
+    def __enter__(self) -> ReaderLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def test_first_build_recorded_a_watermark_per_view(scratch_dashboard: Dashboard) -> None:
+    assert set(watermarks(scratch_dashboard)) == set(MATERIALIZED_VIEWS)
+    assert {status for status, _, _ in latest_runs(scratch_dashboard).values()} == {"success"}
+
+
+def test_tag_refresh_is_concurrent_and_advances_only_its_watermarks(
+    scratch_dashboard: Dashboard,
+) -> None:
+    before = watermarks(scratch_dashboard)
+    with ReaderLoop(scratch_dashboard, "mv_daily_orders") as reader:
+        result = run_dbt(["run", "--select", "tag:15min"], scratch_dashboard.settings)
+    after = watermarks(scratch_dashboard)
+    assert reader.errors == []
+    assert reader.reads > 10
+    # Readers never queue behind the refresh: no single read took a sizeable part of it.
+    assert reader.slowest < max(1.0, result.seconds / 2)
+    for view in MATERIALIZED_VIEWS:
+        if view in FIFTEEN_MINUTE_VIEWS:
+            assert after[view] > before[view], view
+        else:
+            assert after[view] == before[view], view
+    runs = latest_runs(scratch_dashboard)
+    assert all(runs[view][:2] == ("success", "refresh") for view in FIFTEEN_MINUTE_VIEWS)
+
+
+def test_full_refresh_swaps_in_a_rebuilt_view_without_readers_seeing_it_missing(
+    scratch_dashboard: Dashboard,
+) -> None:
+    with ReaderLoop(scratch_dashboard, "mv_daily_orders") as reader:
+        run_dbt(
+            ["run", "--select", "mv_daily_orders", "--full-refresh"], scratch_dashboard.settings
+        )
+    assert reader.errors == []
+    assert latest_runs(scratch_dashboard)["mv_daily_orders"][:2] == ("success", "rebuild")
+    with scratch_dashboard.connect() as conn:
+        indexes = conn.execute(
+            "select indexname from pg_indexes where schemaname = %s and tablename = %s",
+            (scratch_dashboard.settings.schema, "mv_daily_orders"),
+        ).fetchall()
+    assert indexes == [("mv_daily_orders__key",)]
+
+
+def test_overlapping_run_skips_while_another_holds_the_view(scratch_dashboard: Dashboard) -> None:
+    before = watermarks(scratch_dashboard)["mv_daily_energy"]
+    key = f"dashquery:{scratch_dashboard.settings.schema}.mv_daily_energy"
+    with scratch_dashboard.connect() as holder:
+        holder.execute("select pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+        run_dbt(["run", "--select", "mv_daily_energy"], scratch_dashboard.settings)
+    assert latest_runs(scratch_dashboard)["mv_daily_energy"][0] == "skipped"
+    assert watermarks(scratch_dashboard)["mv_daily_energy"] == before
+
+
+def test_failed_refresh_keeps_data_and_watermark_and_is_logged(
+    scratch_dashboard: Dashboard,
+) -> None:
+    schema = sql.Identifier(scratch_dashboard.settings.schema)
+    products = sql.Identifier(scratch_dashboard.settings.source_schema, "products")
+    count = sql.SQL("select count(*), sum(kwh_deployed) from {}.mv_daily_energy").format(schema)
+    with scratch_dashboard.connect() as conn:
+        data_before = conn.execute(count).fetchone()
+        mark_before = watermarks(scratch_dashboard)["mv_daily_energy"]
+        # A capacity that is not a number makes the refresh's cast fail half-way.
+        broken = conn.execute(
+            sql.SQL(
+                'update {} set specifications = specifications || \'{{"capacity_kwh": "n/a"}}\''
+                " where id = (select product_id from {} limit 1) returning id,"
+                " specifications"
+            ).format(
+                products, sql.Identifier(scratch_dashboard.settings.source_schema, "order_items")
+            )
+        ).fetchone()
+        assert broken is not None
+        try:
+            with pytest.raises(DbtError):
+                run_dbt(["run", "--select", "mv_daily_energy"], scratch_dashboard.settings)
+            assert conn.execute(count).fetchone() == data_before
+            assert watermarks(scratch_dashboard)["mv_daily_energy"] == mark_before
+            status, _, error = latest_runs(scratch_dashboard)["mv_daily_energy"]
+            assert status == "failed"
+            assert error is not None and "numeric" in error
+            failed_at = conn.execute(
+                sql.SQL(
+                    "select last_failed_at from {}.dashquery_watermarks"
+                    " where view_name = 'mv_daily_energy'"
+                ).format(schema)
+            ).fetchone()
+            assert failed_at is not None and failed_at[0] is not None
+        finally:
+            conn.execute(
+                sql.SQL(
+                    "update {} set specifications = specifications - 'capacity_kwh' where id = %s"
+                ).format(products),
+                (broken[0],),
+            )
+        run_dbt(["run", "--select", "mv_daily_energy"], scratch_dashboard.settings)
+        assert latest_runs(scratch_dashboard)["mv_daily_energy"][0] == "success"
