@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from dashquery.cli_read import invalidate, metrics
+from dashquery.cli_bench import bench
+from dashquery.cli_ops import refresh, status, warm_command
+from dashquery.cli_read import invalidate, metrics, orgs
 from dashquery.cli_seed import seed
 from dashquery.cli_stack import stack
 
@@ -23,6 +25,11 @@ cli.add_command(stack)
 cli.add_command(seed)
 cli.add_command(metrics)
 cli.add_command(invalidate)
+cli.add_command(orgs)
+cli.add_command(status)
+cli.add_command(warm_command)
+cli.add_command(refresh)
+cli.add_command(bench)
 
 
 def main() -> None:

@@ -1,12 +1,15 @@
-"""``dashquery metrics`` and ``dashquery invalidate``: the read path from a shell."""
+"""``dashquery metrics``, ``invalidate`` and ``orgs``: the read path from a shell."""
 
 from __future__ import annotations
 
 import json
 
 import click
+import psycopg
+from psycopg import sql
 
 from dashquery.client import Client
+from dashquery.config import Settings
 from dashquery.errors import DashqueryError
 
 
@@ -69,3 +72,21 @@ def invalidate(organization_id: str | None) -> None:
         except DashqueryError as exc:
             raise click.ClickException(str(exc)) from exc
     click.echo(f"invalidated {'organization ' + organization_id if organization_id else 'all'}")
+
+
+@click.command()
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--ids", "ids_only", is_flag=True, help="Print only the ids, one per line.")
+def orgs(limit: int, ids_only: bool) -> None:
+    """List organizations (id and name) from DASHQUERY_SOURCE_SCHEMA, by name."""
+    settings = Settings.from_env()
+    query = sql.SQL("select id, name from {} order by name limit %s").format(
+        sql.Identifier(settings.source_schema, "organizations")
+    )
+    try:
+        with psycopg.connect(settings.conninfo) as conn:
+            rows = conn.execute(query, (limit,)).fetchall()
+    except psycopg.Error as exc:
+        raise click.ClickException(f"cannot list organizations: {exc}") from exc
+    for org_id, name in rows:
+        click.echo(str(org_id) if ids_only else f"{org_id}  {name}")
