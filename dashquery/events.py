@@ -1,0 +1,263 @@
+"""Event-driven freshness without triggers on the application's tables.
+
+The application calls ``notify(organization_id, event, occurred_on)`` after committing a
+change. The organization's cached results are dropped at once (today's days are read live,
+so the next computed result already has the change). When ``occurred_on`` is before today
+the change rewrote history that the materialized views hold, so the affected views are
+queued in ``dashquery_refresh_queue``; ``dashquery refresh --queued`` (cron, every minute)
+drains the queue with one ``dbt run``. The cron cadences refresh every view anyway: the
+queue only shortens how long a back-dated change takes to appear, from a cadence to about a
+minute, so a stopped drain degrades freshness and never correctness.
+
+Queue rows carry, in ``reason``, the set of ``<event>:<organization_id>`` tokens that asked
+for them, so a drain can invalidate exactly those organizations once their views are
+refreshed (a result computed between notify and the refresh still held the old history).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg import sql
+
+from dashquery.config import Settings
+from dashquery.dbt import DbtResult, run_dbt
+from dashquery.errors import InvalidQuery, Unavailable
+from dashquery.hybrid import MATERIALIZED_VIEWS, WATERMARKS_TABLE
+from dashquery.request import parse_organization_id
+
+if TYPE_CHECKING:
+    from dashquery.client import Client
+
+QUEUE_TABLE = "dashquery_refresh_queue"
+_ORDER_VIEWS = ("mv_daily_orders", "mv_order_customer_days", "mv_daily_energy")
+# mv_current_state is a snapshot of now that cron refreshes every 5 minutes; it is queued
+# with every back-dated event because refreshing it costs one small scan.
+EVENT_VIEWS: dict[str, tuple[str, ...]] = {
+    "order.delivered": (*_ORDER_VIEWS, "mv_current_state"),
+    "order.changed": (*_ORDER_VIEWS, "mv_current_state"),
+    "opportunity.stage_changed": ("mv_daily_pipeline", "mv_current_state"),
+    "job.status_changed": ("mv_daily_jobs", "mv_daily_energy", "mv_current_state"),
+    "warranty_claim.changed": ("mv_daily_warranty", "mv_current_state"),
+}
+
+# Upsert keeping the earliest requested_at (a drain compares it with the new watermark)
+# and the union of the reason tokens, deduplicated.
+_ENQUEUE = sql.SQL(
+    """insert into {queue} as q (view_name, requested_at, reason)
+values (%(view)s, coalesce(%(requested_at)s::timestamptz, now()), %(reason)s)
+on conflict (view_name) do update set
+    requested_at = least(q.requested_at, excluded.requested_at),
+    reason = (
+        select string_agg(distinct token, ' ' order by token)
+        from unnest(string_to_array(concat_ws(' ', q.reason, excluded.reason), ' ')) as token
+        where token <> ''
+    )"""
+)
+# One statement: rows deleted by a concurrent drain are not returned here, so two drains
+# never take the same entry.
+_TAKE = sql.SQL(
+    "delete from {queue} where view_name = any(%(known)s) returning view_name, requested_at, reason"
+)
+_UNKNOWN = sql.SQL("select view_name from {queue} where not (view_name = any(%(known)s))")
+_WATERMARKS = sql.SQL(
+    "select view_name, watermark from {} where view_name = any(%s) and last_failed_at is null"
+)
+
+
+def parse_occurred_on(value: object, zone: ZoneInfo) -> dt.date | None:
+    """The business day of an event: a date, an aware datetime, or an ISO string of either."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise InvalidQuery(
+                f"occurred_on={value!r} is a naive datetime: pass a date in the business"
+                " time zone or an aware datetime"
+            )
+        return value.astimezone(zone).date()
+    if isinstance(value, dt.date):
+        return value
+    if not isinstance(value, str):
+        raise InvalidQuery(
+            f"occurred_on must be a date, datetime or ISO string, not {type(value).__name__}"
+        )
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            return dt.date.fromisoformat(text)
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidQuery(f"occurred_on={value!r} is not an ISO date or datetime") from None
+    return parse_occurred_on(parsed, zone)
+
+
+def views_for(event: str, occurred_on: dt.date | None, today: dt.date) -> tuple[str, ...]:
+    """The views to refresh for an event: none unless it changed a day before today."""
+    try:
+        views = EVENT_VIEWS[event]
+    except KeyError:
+        raise InvalidQuery(
+            f"event={event!r} is not one of {', '.join(sorted(EVENT_VIEWS))}"
+        ) from None
+    return views if occurred_on is not None and occurred_on < today else ()
+
+
+def notify(
+    client: Client, organization_id: uuid.UUID | str, event: str, occurred_on: object = None
+) -> tuple[str, ...]:
+    """Invalidate the organization's cache; queue the views a back-dated change affects.
+
+    Call it after the application's transaction commits. ``occurred_on`` is the business
+    day the changed row is counted on (see docs/OPERATIONS.md), None meaning today. Returns
+    the views queued. Raises ``InvalidQuery`` naming a bad argument, ``Unavailable`` when the
+    queue cannot be written (the cache is invalidated in any case).
+    """
+    settings = client.settings
+    org = parse_organization_id(organization_id)
+    day = parse_occurred_on(occurred_on, settings.zone)
+    views = views_for(event, day, dt.datetime.now(settings.zone).date())
+    client.invalidate_org(org)
+    if views:
+        try:
+            with client.pool.connection() as conn:
+                enqueue(conn, settings, views, f"{event}:{org}")
+        except (psycopg.Error, OSError) as exc:
+            raise Unavailable(f"could not queue {', '.join(views)} for refresh: {exc}") from exc
+    return views
+
+
+def enqueue(
+    conn: psycopg.Connection[Any],
+    settings: Settings,
+    views: Iterable[str],
+    reason: str | None,
+    requested_at: dt.datetime | None = None,
+) -> None:
+    statement = _ENQUEUE.format(queue=_table(settings, QUEUE_TABLE))
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            statement,
+            [{"view": v, "requested_at": requested_at, "reason": reason} for v in views],
+        )
+
+
+@dataclass(frozen=True)
+class QueuedView:
+    view_name: str
+    requested_at: dt.datetime
+    reason: str | None
+
+    def organizations(self) -> set[uuid.UUID] | None:
+        """Organizations that asked for this refresh; None if unknown (a manual entry)."""
+        orgs: set[uuid.UUID] = set()
+        for token in (self.reason or "").split():
+            try:
+                orgs.add(uuid.UUID(token.rpartition(":")[2]))
+            except ValueError:
+                return None
+        return orgs or None
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    """What ``drain_queue`` did; ``ok`` is False when dbt failed."""
+
+    taken: tuple[QueuedView, ...] = ()
+    refreshed: tuple[str, ...] = ()
+    requeued: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
+    invalidated: tuple[uuid.UUID, ...] = ()
+    invalidated_all: bool = False
+    dbt: DbtResult | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.dbt is None or self.dbt.returncode == 0
+
+
+def drain_queue(
+    client: Client, *, run: Callable[[Sequence[str], Settings], DbtResult] | None = None
+) -> DrainReport:
+    """Take every queued view, refresh them with one ``dbt run``, invalidate the askers.
+
+    An entry counts as done when its view's new watermark is at or after its requested_at,
+    i.e. the refresh read the tables after the change was committed. Anything else goes
+    back into the queue: a failed refresh, or one skipped because a cron refresh held the
+    view's advisory lock (that refresh may have started before the change).
+    """
+    settings = client.settings
+    runner = run or (lambda args, s: run_dbt(args, s, check=False))
+    known = list(MATERIALIZED_VIEWS)
+    with _connect(settings) as conn:
+        params = {"known": known}
+        unknown = tuple(r[0] for r in conn.execute(_UNKNOWN.format(queue=_queue(settings)), params))
+        rows = conn.execute(_TAKE.format(queue=_queue(settings)), params).fetchall()
+    taken = tuple(sorted((QueuedView(*row) for row in rows), key=lambda q: q.view_name))
+    if not taken:
+        return DrainReport(unknown=unknown)
+    result: DbtResult | None = None
+    try:
+        result = runner(["run", "--select", *(q.view_name for q in taken)], settings)
+    finally:
+        # Even when dbt could not start at all, nothing taken may be lost.
+        done, requeued = _settle(settings, taken)
+    refreshed = [q for q in taken if q.view_name in done]
+    orgs: set[uuid.UUID] = set()
+    invalidate_all = False
+    for entry in refreshed:
+        asked = entry.organizations()
+        invalidate_all = invalidate_all or asked is None
+        orgs |= asked or set()
+    if invalidate_all:
+        client.invalidate_all()
+    else:
+        for org in sorted(orgs):
+            client.invalidate_org(org)
+    return DrainReport(
+        taken=taken,
+        refreshed=tuple(q.view_name for q in refreshed),
+        requeued=requeued,
+        unknown=unknown,
+        invalidated=() if invalidate_all else tuple(sorted(orgs)),
+        invalidated_all=invalidate_all,
+        dbt=result,
+    )
+
+
+def _settle(settings: Settings, taken: Sequence[QueuedView]) -> tuple[set[str], tuple[str, ...]]:
+    """Which taken views were refreshed after their request; put the others back."""
+    with _connect(settings) as conn:
+        query = _WATERMARKS.format(_table(settings, WATERMARKS_TABLE))
+        marks = dict(conn.execute(query, ([q.view_name for q in taken],)).fetchall())
+        done = {
+            q.view_name
+            for q in taken
+            if q.view_name in marks and marks[q.view_name] >= q.requested_at
+        }
+        pending = [q for q in taken if q.view_name not in done]
+        with conn.transaction():
+            for entry in pending:
+                enqueue(conn, settings, [entry.view_name], entry.reason, entry.requested_at)
+    return done, tuple(q.view_name for q in pending)
+
+
+def _connect(settings: Settings) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(settings.conninfo, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise Unavailable(f"cannot reach PostgreSQL for the refresh queue: {exc}") from exc
+
+
+def _queue(settings: Settings) -> sql.Composed:
+    return _table(settings, QUEUE_TABLE)
+
+
+def _table(settings: Settings, name: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(settings.schema), sql.Identifier(name))
