@@ -15,3 +15,14 @@
     create index concurrently if not exists {{ index_name }}
     on {{ source('application', table) }} {{ body }}
 {%- endmacro %}
+
+
+{#
+  analyze_sources: ANALYZE the application tables after their indexes are built. PostgreSQL
+  only gathers statistics on an expression index's expression (the business day) at the next
+  ANALYZE; until then the planner guesses the live half's row counts. ANALYZE samples, so it
+  is cheap, and it never blocks the application's reads or writes.
+#}
+{% macro analyze_sources(tables) -%}
+    analyze {% for table in tables %}{{ source('application', table) }}{{ ", " if not loop.last }}{% endfor %}
+{%- endmacro %}

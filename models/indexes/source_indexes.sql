@@ -24,6 +24,7 @@
         after_commit("{{ source_index('warranty_claims', 'org_open', ['organization_id'], where=\"deleted_at is null and status in ('pending', 'approved')\") }}"),
         after_commit("{{ source_index('opportunities', 'org_open', ['organization_id'], where=\"deleted_at is null and stage not in ('won', 'lost')\", include=['value_cents', 'probability']) }}"),
         after_commit("{{ source_index('customers', 'org_active', ['organization_id'], where=\"deleted_at is null and status = 'active'\") }}"),
+        after_commit("{{ analyze_sources(['orders', 'order_items', 'jobs', 'job_time_entries', 'opportunities', 'warranty_claims', 'customers']) }}"),
     ],
 ) }}
 
