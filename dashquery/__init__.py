@@ -5,7 +5,14 @@ each view's watermark from dbt-built materialized views and later days live, in 
 statement. See the contract (METRICS.md) for every definition.
 """
 
-from dashquery.client import Client, get_metrics, get_series, invalidate_all, invalidate_org
+from dashquery.client import (
+    Client,
+    get_metrics,
+    get_series,
+    invalidate_all,
+    invalidate_org,
+    notify,
+)
 from dashquery.config import Settings
 from dashquery.errors import ConfigError, DashqueryError, InvalidQuery, Unavailable
 from dashquery.result import BlockFreshness, DashboardMetrics
@@ -25,4 +32,5 @@ __all__ = [
     "get_series",
     "invalidate_all",
     "invalidate_org",
+    "notify",
 ]

@@ -11,6 +11,7 @@ from typing import Self
 
 from psycopg_pool import ConnectionPool
 
+from dashquery import events
 from dashquery.cache import Lookup, MetricsCache
 from dashquery.compare import ComparedMetrics, comparison_request, parse_compare
 from dashquery.compute import Computer
@@ -195,6 +196,15 @@ class Client:
         if self.cache:
             self.cache.invalidate_all()
 
+    def notify(
+        self, organization_id: uuid.UUID | str, event: str, occurred_on: object = None
+    ) -> tuple[str, ...]:
+        """Data changed: drop the org's cache, queue the views a back-dated change affects.
+
+        Returns the queued view names (none for a change dated today). See dashquery.events.
+        """
+        return events.notify(self, organization_id, event, occurred_on)
+
     def close(self) -> None:
         self.pool.close()
         if self.cache:
@@ -256,3 +266,10 @@ def invalidate_org(organization_id: uuid.UUID | str) -> None:
 def invalidate_all() -> None:
     """``Client.invalidate_all`` on the default client."""
     default_client().invalidate_all()
+
+
+def notify(
+    organization_id: uuid.UUID | str, event: str, occurred_on: object = None
+) -> tuple[str, ...]:
+    """``Client.notify`` on the default client (see dashquery.events)."""
+    return default_client().notify(organization_id, event, occurred_on)

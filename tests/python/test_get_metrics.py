@@ -150,3 +150,15 @@ def test_longest_allowed_range_is_answered(client: dashquery.Client, dashboard: 
         dashboard.organization_ids[0], today - dt.timedelta(days=3659), today
     )
     assert result.metrics["orders_count"] > 0
+
+
+def test_notify_today_invalidates_without_queueing(
+    client: dashquery.Client, dashboard: Dashboard
+) -> None:
+    org = dashboard.organization_ids[2]
+    client.get_metrics(org, "2025-05-01", "2025-05-31")
+    queued = client.notify(org, "order.delivered", business_today(dashboard.settings))
+    assert queued == ()
+    assert client.get_metrics(org, "2025-05-01", "2025-05-31").source == "computed"
+    with pytest.raises(dashquery.InvalidQuery, match="event"):
+        client.notify(org, "order.teleported")
