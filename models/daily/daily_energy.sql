@@ -2,7 +2,7 @@ with
 
 completed_jobs as (
     select * from {{ source('application', 'jobs') }}
-    where deleted_at is null and status = 'completed'
+    where deleted_at is null and status = 'completed' and completed_at is not null
 ),
 
 orders as (

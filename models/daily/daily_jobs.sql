@@ -41,7 +41,7 @@ completed as (
         count(*) as jobs_completed,
         0::numeric as labor_hours
     from jobs
-    where status = 'completed'
+    where status = 'completed' and completed_at is not null
     group by 1, 2
 ),
 
