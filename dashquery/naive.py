@@ -19,11 +19,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from dashquery.config import Settings
-
-OPPORTUNITY_STAGES = ("new", "qualified", "proposal", "negotiation", "won", "lost")
-JOB_STATUSES = ("scheduled", "in_progress", "completed", "cancelled")
-CLAIM_STATUSES = ("pending", "approved", "rejected", "resolved")
-CLAIM_TYPES = ("defect", "damage", "performance")
+from dashquery.contract import CLAIM_STATUSES, CLAIM_TYPES, JOB_STATUSES, OPPORTUNITY_STAGES
 
 # {src} is the source schema (an Identifier); values are bound parameters. Integral cent sums
 # are cast back to bigint (sum(bigint) is numeric in PostgreSQL); the other sums stay numeric.
