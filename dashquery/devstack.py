@@ -307,6 +307,9 @@ def _free_ports(count: int) -> list[int]:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        # Servers bind with SO_REUSEADDR, so connections still in TIME_WAIT after a stop do not
+        # keep them from their port; probe the same way or a restart would move the port.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
