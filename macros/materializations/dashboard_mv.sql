@@ -53,6 +53,8 @@
             {{ dashboard_mv_finish(target_relation, run_id, action, definition_hash) }}
         {%- endcall %}
     {%- endif -%}
+    {#- dbt prints the main statement's last command tag; say what happened instead. -#}
+    {%- do store_raw_result(name='main', message=(action | default('skipped')) | upper, code='OK', rows_affected=-1) -%}
 
     {{ run_hooks(post_hooks, inside_transaction=True) }}
     {{ adapter.commit() }}
