@@ -99,7 +99,7 @@ def run_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]:
     rng = random.Random(options.seed)
     today = dt.datetime.now(settings.zone).date()
     ranges = bench_ranges(today)
-    # Every client thread may hold a connection at once, plus the refresh sampler's.
+    # Every client thread may hold a connection at once: the pool must never be the queue.
     pool_size = max(options.clients, 4) + 2
     report: dict[str, Any] = {}
     with (

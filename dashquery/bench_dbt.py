@@ -77,9 +77,7 @@ def generated_database(
         )
         with progress_bar(progress) as bar:
             bar.add_task("dbt run (first build)", total=None)
-            # One thread: the daily views' post-hooks build their source indexes with CREATE
-            # INDEX CONCURRENTLY, and two of those on one table in parallel can deadlock.
-            run_dbt(["run", "--threads", "1"], settings)
+            run_dbt(["run"], settings)
         yield settings, name
     finally:
         if not keep:
