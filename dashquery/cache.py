@@ -101,8 +101,9 @@ class MetricsCache:
         self._release_lock = self.redis.register_script(_RELEASE_LOCK)
         self._state_lock = threading.Lock()
         self._open_until = 0.0
-        self._pending_orgs: set[uuid.UUID] = set()
-        self._pending_all = False
+        # Generation keys whose INCR failed -> the sequence number of the latest failure.
+        self._pending: dict[str, int] = {}
+        self._pending_seq = 0
 
     def key(self, request: MetricsRequest) -> CacheKey:
         value = (
@@ -124,6 +125,10 @@ class MetricsCache:
         if not self.available:
             return default
         try:
+            if self._pending:
+                # Invalidations missed while Redis was unreachable go first, so that the call
+                # which finds Redis back can never serve a value they cover.
+                self._replay_pending()
             value = operation()
         except redis.RedisError as exc:
             with self._state_lock:
@@ -146,16 +151,31 @@ class MetricsCache:
             if not self._open_until:
                 return
             self._open_until = 0.0
-            pending_all, pending_orgs = self._pending_all, self._pending_orgs
-            self._pending_all, self._pending_orgs = False, set()
         REDIS_CIRCUIT_OPEN.set(0)
-        log.warning(
-            "Redis is back; replaying %d pending invalidation(s)", len(pending_orgs) + pending_all
-        )
-        if pending_all:
-            self.invalidate_all()
-        for org in pending_orgs:
-            self.invalidate_org(org)
+        log.warning("Redis is back; using the cache again")
+
+    def _remember_invalidation(self, generation_key: str) -> None:
+        with self._state_lock:
+            self._pending_seq += 1
+            self._pending[generation_key] = self._pending_seq
+
+    def _replay_pending(self) -> None:
+        """INCR every generation whose invalidation failed; raises RedisError if Redis can't.
+
+        An entry is forgotten only once its INCR succeeded and no newer failure of the same
+        key came in meanwhile; replaying one twice merely invalidates twice.
+        """
+        with self._state_lock:
+            pending = dict(self._pending)
+        pipe = self.redis.pipeline(transaction=False)
+        for generation_key in pending:
+            pipe.incr(generation_key)
+        pipe.execute()
+        with self._state_lock:
+            for generation_key, seq in pending.items():
+                if self._pending.get(generation_key) == seq:
+                    del self._pending[generation_key]
+        log.warning("replayed %d invalidation(s) missed while Redis was unavailable", len(pending))
 
     # -- values ----------------------------------------------------------------------
 
@@ -241,14 +261,13 @@ class MetricsCache:
     # -- invalidation ----------------------------------------------------------------
 
     def invalidate_org(self, organization_id: uuid.UUID) -> None:
-        if self._call(lambda: self.redis.incr(org_generation_key(organization_id)), None) is None:
-            with self._state_lock:
-                self._pending_orgs.add(organization_id)
+        key = org_generation_key(organization_id)
+        if self._call(lambda: self.redis.incr(key), None) is None:
+            self._remember_invalidation(key)
 
     def invalidate_all(self) -> None:
         if self._call(lambda: self.redis.incr(GEN_ALL_KEY), None) is None:
-            with self._state_lock:
-                self._pending_all = True
+            self._remember_invalidation(GEN_ALL_KEY)
 
     def close(self) -> None:
         self.redis.close()

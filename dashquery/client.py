@@ -180,8 +180,12 @@ class Client:
                 return waited.result
             return self.computer.compute(request)
         try:
+            # The holder before us may have stored the value after our lookup missed.
+            again = self.cache.lookup(request)
+            if again.result is not None:
+                return again.result
             result = self.computer.compute(request)
-            self.cache.store(request, result, lookup.generations)
+            self.cache.store(request, result, again.generations or lookup.generations)
             return result
         finally:
             self.cache.release(request, token)

@@ -113,7 +113,12 @@ class Computer:
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 log.warning("PostgreSQL attempt %d failed: %s", attempt + 1, exc)
                 last_error = exc
-                time.sleep(min(0.05 * 2**attempt, 0.5))
+                if not isinstance(exc, PoolTimeout | psycopg.errors.QueryCanceled):
+                    # A lost connection (restart, terminated backends) usually means its idle
+                    # siblings are dead too: test them all now, or each retry would draw one.
+                    self.pool.check()
+                if attempt < self.retries:
+                    time.sleep(min(0.05 * 2**attempt, 0.5))
         raise Unavailable(
             f"PostgreSQL did not answer after {self.retries + 1} attempts: {last_error}"
         ) from last_error

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from dataclasses import dataclass
 
 from dashquery.contract import MAX_RANGE_DAYS
 from dashquery.errors import InvalidQuery
+
+# The contract's forms only: the extra ones uuid.UUID and date.fromisoformat take (digit
+# separators, a 0x prefix, non-ASCII digits, ISO week dates) would name another id or day.
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}(?:-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12}")
+_DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def parse_organization_id(value: object, argument: str = "organization_id") -> uuid.UUID:
@@ -17,10 +23,9 @@ def parse_organization_id(value: object, argument: str = "organization_id") -> u
         raise InvalidQuery(
             f"{argument} must be a uuid.UUID or its string, not {type(value).__name__}"
         )
-    try:
-        return uuid.UUID(value.strip())
-    except ValueError:
-        raise InvalidQuery(f"{argument}={value!r} is not a UUID") from None
+    if not _UUID_TEXT.fullmatch(value.strip()):
+        raise InvalidQuery(f"{argument}={value!r} is not a UUID")
+    return uuid.UUID(value.strip())
 
 
 def parse_date(value: object, argument: str) -> dt.date:
@@ -35,7 +40,7 @@ def parse_date(value: object, argument: str) -> dt.date:
         )
     text = value.strip()
     try:
-        if len(text) != 10:
+        if not _DATE_TEXT.fullmatch(text):
             raise ValueError(text)
         return dt.date.fromisoformat(text)
     except ValueError:
