@@ -64,7 +64,13 @@ class Client:
             timeout=pool_timeout_seconds,
             kwargs={
                 "autocommit": True,
-                "options": f"-c jit=off -c statement_timeout={int(statement_timeout_ms)}",
+                # JIT costs more than these queries save. random_page_cost=1.1: the working
+                # set is in memory, and at the default 4.0 the planner hashes every job to
+                # join today's few time entries instead of probing jobs_pkey (6 ms vs 0.5 ms).
+                "options": (
+                    "-c jit=off -c random_page_cost=1.1"
+                    f" -c statement_timeout={int(statement_timeout_ms)}"
+                ),
                 "connect_timeout": max(1, int(pool_timeout_seconds)),
             },
             name="dashquery",

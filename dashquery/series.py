@@ -21,7 +21,6 @@ import datetime as dt
 import json
 import logging
 import random
-import time
 import uuid
 import zlib
 from collections.abc import Iterator, Mapping
@@ -32,16 +31,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg_pool import PoolTimeout
 
 from dashquery.cache import GEN_ALL_KEY, MetricsCache, org_generation_key
-from dashquery.compute import Computer, _live_reason
+from dashquery.compute import Computer, live_reason
 from dashquery.contract import METRIC_KINDS
-from dashquery.errors import InvalidQuery, Unavailable
+from dashquery.errors import InvalidQuery
 from dashquery.hybrid import (
     DAILY_BLOCKS,
-    MATERIALIZED_VIEWS,
-    WATERMARKS_TABLE,
     DailyBlock,
     HybridStatements,
 )
@@ -294,42 +290,23 @@ class SeriesReader:
         return series
 
     def compute(self, request: SeriesRequest) -> Series:
-        # The same bounded retries as Computer.compute: a vanished materialized view makes
-        # the Computer rediscover the views (its block is then read live), and a lost
-        # connection is retried after a short backoff.
         params = {
             "organization_id": request.organization_id,
             "date_from": request.date_from,
             "date_to": request.date_to,
         }
-        last_error: Exception | None = None
-        for attempt in range(self.computer.retries + 1):
-            try:
-                with self.computer.pool.connection() as conn:
-                    hybrid, _ = self.computer.statements(conn)
-                    if self._statements is None or self._statements.hybrid is not hybrid:
-                        self._statements = SeriesStatements(hybrid)
-                    statement = self._statements.statement(request.metric, request.grain)
-                    cursor = conn.cursor(row_factory=dict_row)
-                    row = cursor.execute(statement, params, prepare=True).fetchone()
-                    assert row is not None  # aggregates always yield one row
-                    return self._result(request, hybrid, row)
-            except psycopg.errors.UndefinedTable as exc:
-                if not any(name in str(exc) for name in (WATERMARKS_TABLE, *MATERIALIZED_VIEWS)):
-                    raise Unavailable(
-                        f"the daily views are missing from schema"
-                        f" {self.computer.settings.schema!r}: run `dbt build` first ({exc})"
-                    ) from exc
-                log.warning("a materialized view disappeared; reading its block live: %s", exc)
-                self.computer.forget_views()
-                last_error = exc
-            except (psycopg.OperationalError, PoolTimeout) as exc:
-                log.warning("PostgreSQL attempt %d failed: %s", attempt + 1, exc)
-                last_error = exc
-                time.sleep(min(0.05 * 2**attempt, 0.5))
-        raise Unavailable(
-            f"PostgreSQL did not answer after {self.computer.retries + 1} attempts: {last_error}"
-        ) from last_error
+
+        def read(conn: psycopg.Connection[Any]) -> Series:
+            hybrid, _ = self.computer.statements(conn)
+            if self._statements is None or self._statements.hybrid is not hybrid:
+                self._statements = SeriesStatements(hybrid)
+            statement = self._statements.statement(request.metric, request.grain)
+            cursor = conn.cursor(row_factory=dict_row)
+            row = cursor.execute(statement, params, prepare=True).fetchone()
+            assert row is not None  # aggregates always yield one row
+            return self._result(request, hybrid, row)
+
+        return self.computer.run(read)
 
     def _result(
         self, request: SeriesRequest, hybrid: HybridStatements, row: Mapping[str, Any]
@@ -359,7 +336,7 @@ def _freshness(
 ) -> dict[str, BlockFreshness]:
     """Only the block the series reads, with ``get_metrics``' meaning of each field."""
     watermarks: Mapping[str, Mapping[str, Any]] = row["watermarks"] or {}
-    reason = _live_reason(block.materialized_view, hybrid.available_views, watermarks)
+    reason = live_reason(block.materialized_view, hybrid.available_views, watermarks)
     watermark, first_live = None, request.date_from
     if reason is None:
         mark = watermarks[block.materialized_view]
