@@ -7,8 +7,9 @@
       own transaction, so the read path's split day always matches the data;
     - a run log row per run, committed before the work starts: a failed run is marked by the
       on-run-end hook, a killed one by the next run of the same view;
-    - a per-view advisory lock: a run that finds another refresh of the view under way skips
-      (logged as 'skipped') rather than queueing a second full recompute behind it;
+    - a per-view advisory lock (session-level, see dashboard_mv_try_lock): a run that finds
+      another refresh of the view under way skips (logged as 'skipped') rather than queueing
+      a second full recompute behind it;
     - a changed definition (hash of the compiled SQL, its indexes and the upstream views'
       definitions) or --full-refresh is built under a temporary name and swapped in within
       one transaction.
@@ -52,6 +53,8 @@
             {%- endif %}
             {{ dashboard_mv_finish(target_relation, run_id, action, definition_hash) }}
         {%- endcall %}
+        {{ adapter.commit() }}
+        {{ dashboard_mv_unlock(target_relation) }}
     {%- endif -%}
     {#- dbt prints the main statement's last command tag; say what happened instead. -#}
     {%- do store_raw_result(name='main', message=(action | default('skipped')) | upper, code='OK', rows_affected=-1) -%}

@@ -18,14 +18,27 @@
 
 
 {#
-  dashboard_mv_try_lock: a transaction-scoped advisory lock per view, released by commit,
-  rollback or a dead session alike, so a crashed run can never leave the view locked.
+  dashboard_mv_try_lock / dashboard_mv_unlock: a session-level advisory lock per view, held
+  from before the refresh until after its commit. Session-level, not transaction-level:
+  dbt-postgres runs each statement call in its own transaction, so a transaction lock would
+  be gone before the refresh starts. A run that dies releases it with its session; a run
+  whose refresh fails keeps it until dbt exits, seconds later.
 #}
+{% macro dashboard_mv_lock_key(relation) -%}
+    hashtextextended('dashquery:{{ relation.schema }}.{{ relation.identifier }}', 0)
+{%- endmacro %}
+
 {% macro dashboard_mv_try_lock(relation) %}
     {% call statement('dashboard_mv_try_lock', fetch_result=true) -%}
-        select pg_try_advisory_xact_lock(hashtextextended('dashquery:{{ relation.schema }}.{{ relation.identifier }}', 0))
+        select pg_try_advisory_lock({{ dashboard_mv_lock_key(relation) }})
     {%- endcall %}
     {{ return(load_result('dashboard_mv_try_lock').table.columns[0].values()[0]) }}
+{% endmacro %}
+
+{% macro dashboard_mv_unlock(relation) %}
+    {% call statement('dashboard_mv_unlock') -%}
+        select pg_advisory_unlock({{ dashboard_mv_lock_key(relation) }})
+    {%- endcall %}
 {% endmacro %}
 
 

@@ -130,6 +130,55 @@ def test_overlapping_run_skips_while_another_holds_the_view(scratch_dashboard: D
     assert watermarks(scratch_dashboard)["mv_daily_energy"] == before
 
 
+def test_two_overlapping_runs_refresh_a_view_once(scratch_dashboard: Dashboard) -> None:
+    """The second of two overlapping dbt runs finds the first one's lock and skips."""
+    settings = scratch_dashboard.settings
+    schema = sql.Identifier(settings.schema)
+    key = f"dashquery:{settings.schema}.mv_daily_warranty"
+    lock_held = sql.SQL(
+        "select count(*) from pg_locks where locktype = 'advisory' and granted"
+        " and ((classid::bigint << 32) | objid::bigint) = hashtextextended(%s, 0)"
+    )
+    results: list[object] = []
+    with scratch_dashboard.connect() as blocker:
+        # Hold the view's watermark row: the first run refreshes, then waits to write it,
+        # all the while holding the view's advisory lock.
+        blocker.execute("begin")
+        blocker.execute(
+            sql.SQL(
+                "select 1 from {}.dashquery_watermarks where view_name = 'mv_daily_warranty'"
+                " for update"
+            ).format(schema)
+        )
+        first = threading.Thread(
+            target=lambda: results.append(
+                run_dbt(["run", "--select", "mv_daily_warranty"], settings, check=False)
+            )
+        )
+        first.start()
+        try:
+            with scratch_dashboard.connect() as probe:
+                deadline = time.monotonic() + 120
+                while probe.execute(lock_held, (key,)).fetchone() == (0,):
+                    assert time.monotonic() < deadline, "the first run never took the lock"
+                    time.sleep(0.2)
+            second = run_dbt(["run", "--select", "mv_daily_warranty"], settings)
+            assert "SKIPPED" in second.output
+            assert latest_runs(scratch_dashboard)["mv_daily_warranty"][0] == "skipped"
+        finally:
+            blocker.execute("rollback")
+            first.join(timeout=120)
+    assert len(results) == 1 and getattr(results[0], "returncode", None) == 0
+    with scratch_dashboard.connect() as conn:
+        statuses = conn.execute(
+            sql.SQL(
+                "select status from {}.dashquery_refresh_runs where view_name = 'mv_daily_warranty'"
+                " order by run_id desc limit 2"
+            ).format(schema)
+        ).fetchall()
+    assert sorted(status for (status,) in statuses) == ["skipped", "success"]
+
+
 def test_failed_refresh_keeps_data_and_watermark_and_is_logged(
     scratch_dashboard: Dashboard,
 ) -> None:
