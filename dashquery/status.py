@@ -50,9 +50,9 @@ _WATERMARKS = sql.SQL(
     " from {}"
 )
 # The lock key is the materialization's: hashtextextended('dashquery:<schema>.<view>', 0),
-# taken with pg_try_advisory_xact_lock. pg_locks shows a bigint key split into classid (high
-# 32 bits) and objid (low 32 bits) with objsubid = 1. Reading pg_locks never takes the lock,
-# so checking cannot make a concurrent cron refresh skip.
+# held with pg_try_advisory_lock for the whole refresh. pg_locks shows a bigint key split
+# into classid (high 32 bits) and objid (low 32 bits) with objsubid = 1. Reading pg_locks
+# never takes the lock, so checking cannot make a concurrent cron refresh skip.
 _LATEST_RUNS = sql.SQL(
     """select v.view_name, r.status, r.started_at, r.finished_at, r.duration_ms, r.error,
     extract(epoch from now() - r.started_at)::float8 as running_seconds,
