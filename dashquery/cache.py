@@ -20,7 +20,7 @@ import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
@@ -48,11 +48,10 @@ def org_generation_key(organization_id: uuid.UUID) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CacheKey:
-    """Where one request's result lives, and the generation counters that guard it."""
+    """Where one request's result lives, and its single-flight lock."""
 
     value: str
     lock: str
-    generation_keys: tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +111,6 @@ class MetricsCache:
         return CacheKey(
             value=value,
             lock=value + ":lock",
-            generation_keys=(GEN_ALL_KEY, org_generation_key(request.organization_id)),
         )
 
     # -- circuit breaker -------------------------------------------------------------
@@ -181,40 +179,9 @@ class MetricsCache:
 
     def lookup(self, request: MetricsRequest) -> Lookup:
         key = self.key(request)
-        raw = self._call(lambda: self.redis.mget([key.value, *key.generation_keys]), None)
-        if raw is None:
-            CACHE_LOOKUPS.labels("unavailable").inc()
-            return Lookup(None, None)
-        value, *gens = raw
-        generations = (gens[0] or b"0", gens[1] or b"0")
-        if value is None:
-            CACHE_LOOKUPS.labels("miss").inc()
-            return Lookup(None, generations)
-        result, outcome = self._decode(value, request, generations)
-        CACHE_LOOKUPS.labels(outcome).inc()
-        return Lookup(result, generations)
 
-    def store(
-        self, request: MetricsRequest, result: DashboardMetrics, generations: tuple[bytes, bytes]
-    ) -> None:
-        key = self.key(request)
-        payload = json.dumps(result.to_dict(), separators=(",", ":")).encode()
-        value = b"|".join(
-            [_FORMAT, generations[0], generations[1], b"%08x" % zlib.crc32(payload), payload]
-        )
-        ttl = self.ttl_seconds * (1 + random.uniform(-self.ttl_jitter, self.ttl_jitter))
-        self._call(lambda: self.redis.set(key.value, value, px=int(ttl * 1000)), None)
-
-    def _decode(
-        self, value: bytes, request: MetricsRequest, generations: tuple[bytes, bytes]
-    ) -> tuple[DashboardMetrics | None, str]:
-        try:
-            fmt, gen_all, gen_org, checksum, payload = value.split(b"|", 4)
-            if fmt != _FORMAT or int(checksum, 16) != zlib.crc32(payload):
-                raise ValueError("bad header or checksum")
-            if (gen_all, gen_org) != generations:
-                return None, "stale"
-            result = DashboardMetrics.from_dict(json.loads(payload))
+        def decode(document: Any) -> DashboardMetrics:
+            result = DashboardMetrics.from_dict(document)
             if (
                 result.organization_id != request.organization_id
                 or result.date_from != request.date_from
@@ -222,10 +189,69 @@ class MetricsCache:
                 or result.timezone != self.timezone
             ):
                 raise ValueError("value belongs to another request")
+            return result.with_source("cache")
+
+        result, generations, outcome = self.read(
+            key.value, request.organization_id, _FORMAT, decode
+        )
+        CACHE_LOOKUPS.labels(outcome).inc()
+        return Lookup(result, generations)
+
+    def store(
+        self, request: MetricsRequest, result: DashboardMetrics, generations: tuple[bytes, bytes]
+    ) -> None:
+        self.write(
+            self.key(request).value, _FORMAT, result.to_dict(), generations, self.ttl_seconds
+        )
+
+    def read(
+        self,
+        key: str,
+        organization_id: uuid.UUID,
+        fmt: bytes,
+        decode: Callable[[Any], T],
+    ) -> tuple[T | None, tuple[bytes, bytes] | None, str]:
+        """One MGET of a value and the generations guarding it, the envelope checked.
+
+        Returns the decoded value (None unless it is intact, of format ``fmt``, stored under
+        the current generations, and accepted by ``decode``, which raises ``ValueError``,
+        ``KeyError`` or ``TypeError`` for anything else), the generations to store a new
+        value under (None while Redis is unavailable) and the outcome: hit, miss, stale,
+        corrupt or unavailable.
+        """
+        keys = [key, GEN_ALL_KEY, org_generation_key(organization_id)]
+        raw = self._call(lambda: self.redis.mget(keys), None)
+        if raw is None:
+            return None, None, "unavailable"
+        value, gen_all, gen_org = raw
+        generations = (gen_all or b"0", gen_org or b"0")
+        if value is None:
+            return None, generations, "miss"
+        try:
+            stored_fmt, stored_all, stored_org, checksum, payload = value.split(b"|", 4)
+            if stored_fmt != fmt or int(checksum, 16) != zlib.crc32(payload):
+                raise ValueError("bad header or checksum")
+            if (stored_all, stored_org) != generations:
+                return None, generations, "stale"
+            return decode(json.loads(payload)), generations, "hit"
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning("discarding a corrupt cache value for %s: %s", request, exc)
-            return None, "corrupt"
-        return result.with_source("cache"), "hit"
+            log.warning("discarding a corrupt cache value at %s: %s", key, exc)
+            return None, generations, "corrupt"
+
+    def write(
+        self,
+        key: str,
+        fmt: bytes,
+        document: Any,
+        generations: tuple[bytes, bytes],
+        ttl_seconds: float,
+    ) -> None:
+        """Store ``document`` as JSON in a checksummed envelope tagged with the generations
+        it was computed under, expiring after ``ttl_seconds`` ± the jitter."""
+        payload = json.dumps(document, separators=(",", ":")).encode()
+        value = b"|".join([fmt, *generations, b"%08x" % zlib.crc32(payload), payload])
+        ttl = ttl_seconds * (1 + random.uniform(-self.ttl_jitter, self.ttl_jitter))
+        self._call(lambda: self.redis.set(key, value, px=int(ttl * 1000)), None)
 
     # -- single flight ---------------------------------------------------------------
 

@@ -18,11 +18,7 @@ counters, checksum and circuit breaker as ``MetricsCache`` (whose Redis client i
 from __future__ import annotations
 
 import datetime as dt
-import json
-import logging
-import random
 import uuid
-import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -32,7 +28,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from dashquery.cache import GEN_ALL_KEY, MetricsCache, org_generation_key
+from dashquery.cache import MetricsCache
 from dashquery.compute import Computer, live_reason
 from dashquery.contract import METRIC_KINDS
 from dashquery.errors import InvalidQuery
@@ -43,8 +39,6 @@ from dashquery.hybrid import (
 )
 from dashquery.request import MetricsRequest
 from dashquery.result import BlockFreshness, Source
-
-log = logging.getLogger(__name__)
 
 SERIES_TTL_SECONDS = 15 * 60  # the seeds' TTL for charts
 GRAINS = ("day", "week", "month")
@@ -240,36 +234,24 @@ class SeriesCache:
     def lookup(self, request: SeriesRequest) -> tuple[Series | None, tuple[bytes, bytes] | None]:
         """The valid cached series (or None) and the generations to store a new one under;
         generations are None when Redis is unavailable (then nothing is stored)."""
-        keys = [self.key(request), GEN_ALL_KEY, org_generation_key(request.organization_id)]
-        raw = self.cache._call(lambda: self.cache.redis.mget(keys), None)
-        if raw is None:
-            return None, None
-        value, gen_all, gen_org = raw
-        generations = (gen_all or b"0", gen_org or b"0")
-        if value is None:
-            return None, generations
-        try:
-            fmt, stored_all, stored_org, checksum, payload = value.split(b"|", 4)
-            if fmt != _FORMAT or int(checksum, 16) != zlib.crc32(payload):
-                raise ValueError("bad header or checksum")
-            if (stored_all, stored_org) != generations:
-                return None, generations  # invalidated since it was stored
-            series = Series.from_dict(json.loads(payload))
+
+        def decode(document: Any) -> Series:
+            series = Series.from_dict(document)
             if series.request != request or series.timezone != self.cache.timezone:
                 raise ValueError("value belongs to another request")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning("discarding a corrupt cached series for %s: %s", request, exc)
-            return None, generations
-        return series.with_source("cache"), generations
+            return series.with_source("cache")
+
+        series, generations, _ = self.cache.read(
+            self.key(request), request.organization_id, _FORMAT, decode
+        )
+        return series, generations
 
     def store(
         self, request: SeriesRequest, series: Series, generations: tuple[bytes, bytes]
     ) -> None:
-        payload = json.dumps(series.to_dict(), separators=(",", ":")).encode()
-        value = b"|".join([_FORMAT, *generations, b"%08x" % zlib.crc32(payload), payload])
-        jitter = self.cache.ttl_jitter
-        ttl_ms = int(self.ttl_seconds * (1 + random.uniform(-jitter, jitter)) * 1000)
-        self.cache._call(lambda: self.cache.redis.set(self.key(request), value, px=ttl_ms), None)
+        self.cache.write(
+            self.key(request), _FORMAT, series.to_dict(), generations, self.ttl_seconds
+        )
 
 
 class SeriesReader:
