@@ -30,7 +30,7 @@ from dashquery.config import Settings
 from dashquery.dbt import DbtResult, run_dbt
 from dashquery.errors import InvalidQuery, Unavailable
 from dashquery.hybrid import MATERIALIZED_VIEWS, WATERMARKS_TABLE
-from dashquery.request import parse_organization_id
+from dashquery.request import parse_date, parse_organization_id
 
 if TYPE_CHECKING:
     from dashquery.client import Client
@@ -89,9 +89,9 @@ def parse_occurred_on(value: object, zone: ZoneInfo) -> dt.date | None:
             f"occurred_on must be a date, datetime or ISO string, not {type(value).__name__}"
         )
     text = value.strip()
+    if len(text) == 10:
+        return parse_date(text, "occurred_on")  # the request's own date rules
     try:
-        if len(text) == 10:
-            return dt.date.fromisoformat(text)
         parsed = dt.datetime.fromisoformat(text)
     except ValueError:
         raise InvalidQuery(f"occurred_on={value!r} is not an ISO date or datetime") from None
