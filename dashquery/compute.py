@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -167,34 +167,46 @@ class Computer:
         self, request: MetricsRequest, statements: HybridStatements, row: Mapping[str, Any]
     ) -> dict[str, BlockFreshness]:
         watermarks: Mapping[str, Mapping[str, Any]] = row["watermarks"] or {}
+        available = statements.available_views
+        result = {
+            block: range_freshness(views, available, watermarks, request.date_from, request.date_to)
+            for block, views in BLOCK_VIEWS.items()
+            if block != "current_state"
+        }
+        # The snapshot is not a range: it is either the view's (with its watermark) or live.
         today = dt.datetime.now(self.settings.zone).date()
-        result: dict[str, BlockFreshness] = {}
-        for block, views in BLOCK_VIEWS.items():
-            reasons = [live_reason(view, statements.available_views, watermarks) for view in views]
-            reason = next((r for r in reasons if r), None)
-            if reason:
-                split = None
-                watermark = None
-            else:
-                marks = [watermarks[view] for view in views]
-                split = min(dt.date.fromisoformat(m["split_day"]) for m in marks)
-                watermark = min(dt.datetime.fromisoformat(m["watermark"]) for m in marks)
-            if block == "current_state":
-                is_live = bool(row["current_state_is_live"])
-                reason = reason or ("no snapshot row yet" if is_live else None)
-                result[block] = BlockFreshness(
-                    watermark=None if is_live else watermark,
-                    first_live_day=today if is_live else None,
-                    live_reason=reason,
-                )
-                continue
-            first_live = request.date_from if split is None else max(split, request.date_from)
-            result[block] = BlockFreshness(
-                watermark=watermark,
-                first_live_day=first_live if first_live <= request.date_to else None,
-                live_reason=reason,
-            )
+        snapshot = range_freshness(
+            BLOCK_VIEWS["current_state"], available, watermarks, today, today
+        )
+        is_live = bool(row["current_state_is_live"])
+        result["current_state"] = BlockFreshness(
+            watermark=None if is_live else snapshot.watermark,
+            first_live_day=today if is_live else None,
+            live_reason=snapshot.live_reason or ("no snapshot row yet" if is_live else None),
+        )
         return result
+
+
+def range_freshness(
+    views: Sequence[str],
+    available: frozenset[str],
+    watermarks: Mapping[str, Mapping[str, Any]],
+    date_from: dt.date,
+    date_to: dt.date,
+) -> BlockFreshness:
+    """A block's §4 freshness for a range: the oldest watermark of its views and the first
+    day read live, or the whole range live and why when a view cannot be used."""
+    reason = next((r for view in views if (r := live_reason(view, available, watermarks))), None)
+    if reason:
+        return BlockFreshness(watermark=None, first_live_day=date_from, live_reason=reason)
+    marks = [watermarks[view] for view in views]
+    split = min(dt.date.fromisoformat(mark["split_day"]) for mark in marks)
+    first_live = max(split, date_from)
+    return BlockFreshness(
+        watermark=min(dt.datetime.fromisoformat(mark["watermark"]) for mark in marks),
+        first_live_day=first_live if first_live <= date_to else None,
+        live_reason=None,
+    )
 
 
 def live_reason(

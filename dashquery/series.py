@@ -29,7 +29,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from dashquery.cache import MetricsCache
-from dashquery.compute import Computer, live_reason
+from dashquery.compute import Computer, range_freshness
 from dashquery.contract import METRIC_KINDS
 from dashquery.errors import InvalidQuery
 from dashquery.hybrid import (
@@ -317,17 +317,11 @@ def _freshness(
     request: SeriesRequest, hybrid: HybridStatements, block: DailyBlock, row: Mapping[str, Any]
 ) -> dict[str, BlockFreshness]:
     """Only the block the series reads, with ``get_metrics``' meaning of each field."""
-    watermarks: Mapping[str, Mapping[str, Any]] = row["watermarks"] or {}
-    reason = live_reason(block.materialized_view, hybrid.available_views, watermarks)
-    watermark, first_live = None, request.date_from
-    if reason is None:
-        mark = watermarks[block.materialized_view]
-        watermark = dt.datetime.fromisoformat(mark["watermark"])
-        first_live = max(dt.date.fromisoformat(mark["split_day"]), request.date_from)
-    return {
-        block.name: BlockFreshness(
-            watermark=watermark,
-            first_live_day=first_live if first_live <= request.date_to else None,
-            live_reason=reason,
-        )
-    }
+    freshness = range_freshness(
+        (block.materialized_view,),
+        hybrid.available_views,
+        row["watermarks"] or {},
+        request.date_from,
+        request.date_to,
+    )
+    return {block.name: freshness}
