@@ -18,7 +18,7 @@ from dashquery.dbt import run_dbt
 from dashquery.errors import DashqueryError
 from dashquery.events import drain_queue
 from dashquery.status import OVERDUE_FACTOR, StatusReport, collect_status, human_duration
-from dashquery.warm import active_organizations, common_ranges, warm
+from dashquery.warm import active_organizations, common_ranges, warm, warm_requests
 
 EXIT_UNHEALTHY = 2
 _STATE_STYLE = {
@@ -144,7 +144,7 @@ def warm_command(concurrency: int, days_active: int, force: bool) -> None:
                 transient=True,
             )
             with progress:
-                task = progress.add_task("warm", total=len(organizations) * len(ranges))
+                task = progress.add_task("warm", total=len(warm_requests(organizations, ranges)))
                 report = warm(
                     client,
                     organizations,

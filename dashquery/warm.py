@@ -75,6 +75,21 @@ class WarmReport:
     cache_available: bool = True
 
 
+def warm_requests(
+    organization_ids: Sequence[uuid.UUID], ranges: Mapping[str, Range]
+) -> dict[MetricsRequest, str]:
+    """Every distinct key to warm, with the first range name that asks for it.
+
+    Preset ranges coincide on some days (on a Monday "this week" is "today", on the 1st
+    "this month" is too): such a key is warmed once.
+    """
+    requests: dict[MetricsRequest, str] = {}
+    for org in organization_ids:
+        for name, (start, end) in ranges.items():
+            requests.setdefault(MetricsRequest.parse(org, start, end), name)
+    return requests
+
+
 def warm(
     client: Client,
     organization_ids: Sequence[uuid.UUID],
@@ -91,18 +106,14 @@ def warm(
     """
     if client.cache is None:
         raise Unavailable("the client's cache is turned off: there is nothing to warm")
-    jobs = [
-        (name, MetricsRequest.parse(org, start, end))
-        for org in organization_ids
-        for name, (start, end) in ranges.items()
-    ]
+    jobs = warm_requests(organization_ids, ranges)
     started = time.perf_counter()
     computed = cached = 0
     failures: list[WarmFailure] = []
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="warm") as pool:
         futures = {
             pool.submit(_warm_one, client, request, force): (name, request)
-            for name, request in jobs
+            for request, name in jobs.items()
         }
         for future in as_completed(futures):
             name, request = futures[future]
