@@ -14,17 +14,17 @@ from dashquery.client import (
     notify,
 )
 from dashquery.config import Settings
-from dashquery.errors import ConfigError, DashqueryError, InvalidQuery, Unavailable
+from dashquery.errors import DashqueryError, InvalidQuery, Misconfigured, Unavailable
 from dashquery.result import BlockFreshness, DashboardMetrics
 from dashquery.series import Series
 
 __all__ = [
     "BlockFreshness",
     "Client",
-    "ConfigError",
     "DashboardMetrics",
     "DashqueryError",
     "InvalidQuery",
+    "Misconfigured",
     "Series",
     "Settings",
     "Unavailable",

@@ -30,7 +30,7 @@ from dashquery.bench_dbt import measure_refresh
 from dashquery.bench_report import elapsed_ms, evaluate_targets, progress_bar, ratios, summarize
 from dashquery.client import Client
 from dashquery.config import Settings
-from dashquery.errors import ConfigError
+from dashquery.errors import Misconfigured
 from dashquery.naive import naive_metrics
 from dashquery.request import MetricsRequest
 
@@ -131,12 +131,12 @@ def _organizations(
     try:
         orgs = [row[0] for row in conn.execute(query)]
     except psycopg.errors.UndefinedTable as exc:
-        raise ConfigError(
+        raise Misconfigured(
             f"no table {settings.source_schema}.organizations: point the settings at a"
             " database with application data and the dbt project built"
         ) from exc
     if not orgs:
-        raise ConfigError(f"no organizations in {settings.source_schema}.organizations")
+        raise Misconfigured(f"no organizations in {settings.source_schema}.organizations")
     return orgs[:limit] if limit else orgs
 
 

@@ -7,21 +7,21 @@ Python side reads them here and nowhere else.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dashquery.errors import ConfigError
+from dashquery.errors import Misconfigured
 
 DEFAULT_SOURCE_SCHEMA = "app"
 DEFAULT_SCHEMA = "dashboard"
 DEFAULT_TIMEZONE = "Australia/Sydney"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
-# Schema names reach SQL as identifiers; refusing odd ones early gives a clear message
-# instead of a confusing dbt or PostgreSQL error later.
-_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# Schema names reach SQL only as quoted identifiers (psycopg.sql.Identifier, dbt's quoting),
+# so any name PostgreSQL accepts works, "Dash Views" included; refuse only what it cannot
+# store: empty, over NAMEDATALEN - 1 bytes, or holding NUL.
+_MAX_IDENTIFIER_BYTES = 63
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,12 +41,15 @@ class Settings:
     def __post_init__(self) -> None:
         for name in ("source_schema", "schema"):
             value = getattr(self, name)
-            if not _SCHEMA_NAME.match(value):
-                raise ConfigError(f"{name}={value!r} is not a plain PostgreSQL schema name")
+            if not value or "\x00" in value or len(value.encode()) > _MAX_IDENTIFIER_BYTES:
+                raise Misconfigured(
+                    f"{name}={value[:80]!r} is not a PostgreSQL schema name"
+                    f" (1 to {_MAX_IDENTIFIER_BYTES} bytes, no NUL)"
+                )
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ConfigError(f"timezone={self.timezone!r} is not an IANA time zone") from exc
+            raise Misconfigured(f"timezone={self.timezone!r} is not an IANA time zone") from exc
 
     @property
     def zone(self) -> ZoneInfo:

@@ -1,4 +1,8 @@
-"""Every error dashquery raises on purpose; catch ``DashqueryError`` to catch them all."""
+"""Every error dashquery raises on purpose; catch ``DashqueryError`` to catch them all.
+
+No psycopg or redis exception reaches a caller: the read path translates each into one of
+these, keeping the original as ``__cause__``.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ class DashqueryError(Exception):
     """Base class of every error raised by dashquery."""
 
 
-class ConfigError(DashqueryError, ValueError):
-    """A setting (argument or environment variable) has an unusable value."""
+class Misconfigured(DashqueryError, ValueError):
+    """A setting cannot answer (bad value, views missing or built for other settings,
+    no privilege); raised at once, never retried; the message names the setting."""
 
 
 class InvalidQuery(DashqueryError, ValueError):
@@ -16,4 +21,4 @@ class InvalidQuery(DashqueryError, ValueError):
 
 
 class Unavailable(DashqueryError, RuntimeError):
-    """PostgreSQL could not answer after bounded retries (timeout or lost connection)."""
+    """A server could not be reached or stopped answering; the message names the cause."""

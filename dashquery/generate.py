@@ -28,7 +28,7 @@ from rich.progress import (
 
 from dashquery import generate_rows
 from dashquery.config import Settings
-from dashquery.errors import ConfigError
+from dashquery.errors import Misconfigured
 
 #: Organizations per named volume; each organization gets the "Year 3" volume of one tenant.
 VOLUMES: Mapping[str, int] = {"year3": 1, "10x": 10, "100x": 100}
@@ -89,13 +89,13 @@ def generate(
     """
     settings = Settings(source_schema=source_schema, timezone=timezone)  # validates both
     if volume not in VOLUMES:
-        raise ConfigError(f"volume={volume!r} is not one of {', '.join(VOLUMES)}")
+        raise Misconfigured(f"volume={volume!r} is not one of {', '.join(VOLUMES)}")
     n_orgs = VOLUMES[volume] if orgs is None else orgs
     if n_orgs < 1 or days < 1 or not scale > 0:
-        raise ConfigError(f"orgs={n_orgs}, days={days}, scale={scale}: all must be positive")
+        raise Misconfigured(f"orgs={n_orgs}, days={days}, scale={scale}: all must be positive")
     end = datetime.now(UTC) if end is None else end
     if end.tzinfo is None:
-        raise ConfigError("end must be an aware datetime (e.g. with tzinfo=UTC)")
+        raise Misconfigured("end must be an aware datetime (e.g. with tzinfo=UTC)")
     end_ts = int(end.timestamp())
 
     started = time.monotonic()
@@ -150,7 +150,7 @@ def _create_tables(conn: psycopg.Connection, schema: str, *, replace: bool) -> N
             ).fetchall()
             if existing:
                 names = ", ".join(name for (name,) in existing)
-                raise ConfigError(
+                raise Misconfigured(
                     f"schema {schema!r} already has application tables ({names}); pass"
                     " --replace (replace=True) to drop the schema and generate it afresh"
                 )
