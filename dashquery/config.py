@@ -7,9 +7,13 @@ Python side reads them here and nowhere else.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import redis
 
 from dashquery.errors import Misconfigured
 
@@ -22,6 +26,38 @@ DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 # so any name PostgreSQL accepts works, "Dash Views" included; refuse only what it cannot
 # store: empty, over NAMEDATALEN - 1 bytes, or holding NUL.
 _MAX_IDENTIFIER_BYTES = 63
+
+# Zone names PostgreSQL and Python read differently. In ``AT TIME ZONE`` PostgreSQL looks a
+# name up in its abbreviation set (``timezone_abbreviations``) before the tz database, so
+# these are fixed offsets there while ``zoneinfo`` gives tzdata zones: CET, EET, MET and WET
+# have DST in tzdata, and EST is +10 under PostgreSQL's shipped 'Australia' set (-5 in
+# tzdata). Matched case-insensitively, as PostgreSQL matches abbreviations.
+# tests/python/test_config_zones.py proves the set complete against a real server.
+AMBIGUOUS_ZONES = frozenset({"CET", "EET", "EST", "MET", "WET"})
+# A db path that is not an integer is silently ignored by redis-py (database 0 is used).
+_REDIS_DB_PATH = re.compile(r"/?[0-9]*")
+
+
+def shown(value: str, limit: int = 80) -> str:
+    """``repr`` of at most ``limit`` characters of ``value``: an error message echoes what
+    it refuses, never 100 KB of it."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"… ({len(value)} chars)"
+
+
+def check_redis_url(url: str) -> None:
+    """Refuse a URL redis-py cannot use, with redis-py's own parser; nothing connects."""
+    try:
+        redis.ConnectionPool.from_url(url)
+        if url.startswith(("redis://", "rediss://")):
+            path = urlsplit(url).path
+            if not _REDIS_DB_PATH.fullmatch(path):
+                raise ValueError(f"the database {path!r} is not a number")
+    except (ValueError, TypeError) as exc:
+        # The URL may hold a password: name the variable and redis-py's reason, not the URL.
+        raise Misconfigured(
+            f"DASHQUERY_REDIS_URL is not a usable Redis URL ({exc});"
+            " expected e.g. redis://localhost:6379/0"
+        ) from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,13 +79,22 @@ class Settings:
             value = getattr(self, name)
             if not value or "\x00" in value or len(value.encode()) > _MAX_IDENTIFIER_BYTES:
                 raise Misconfigured(
-                    f"{name}={value[:80]!r} is not a PostgreSQL schema name"
+                    f"{name}={shown(value)} is not a PostgreSQL schema name"
                     f" (1 to {_MAX_IDENTIFIER_BYTES} bytes, no NUL)"
                 )
         try:
             ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise Misconfigured(f"timezone={self.timezone!r} is not an IANA time zone") from exc
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise Misconfigured(
+                f"DASHQUERY_TIMEZONE={shown(self.timezone)} is not an IANA time zone"
+            ) from None
+        if self.timezone.upper() in AMBIGUOUS_ZONES:
+            raise Misconfigured(
+                f"DASHQUERY_TIMEZONE={self.timezone!r} means a fixed offset to PostgreSQL"
+                " (a time zone abbreviation) but a zone with DST to Python: use a region"
+                " name such as Europe/Paris"
+            )
+        check_redis_url(self.redis_url)
 
     @property
     def zone(self) -> ZoneInfo:
