@@ -23,7 +23,7 @@ from dashquery.contract import CLAIM_STATUSES, CLAIM_TYPES, JOB_STATUSES, OPPORT
 
 # {src} is the source schema (an Identifier); values are bound parameters. Integral cent sums
 # are cast back to bigint (sum(bigint) is numeric in PostgreSQL); the other sums stay numeric.
-_QUERY = """
+_QUERY = r"""
 with
 orders as (
     select
@@ -45,15 +45,39 @@ orders as (
     where organization_id = %(org)s and deleted_at is null
         and (created_at at time zone %(tz)s)::date between %(date_from)s and %(date_to)s
 ),
+product_capacity as (
+    -- capacity(product): a JSON number is its value; a string is its number when, stripped of
+    -- surrounding spaces (U+0020), it is [sign] digits [. digits] or [sign] . digits, then an
+    -- optional exponent of 1 to 4 ASCII digits, and the string has at most 1000 characters;
+    -- a value of absolute value 10^100 or more, and anything else, is 0. Nested CASEs: a cast
+    -- is only reached once its input passed, so no stored value can make this raise.
+    select
+        id,
+        case jsonb_typeof(c)
+            when 'number' then
+                case when abs(c::numeric) >= 1e100 then 0 else c::numeric end
+            when 'string' then
+                case
+                    when length(s) > 1000 then 0
+                    when btrim(s, ' ')
+                        !~ '^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{{1,4}})?$' then 0
+                    when abs(btrim(s, ' ')::numeric) >= 1e100 then 0
+                    else btrim(s, ' ')::numeric
+                end
+            else 0
+        end as capacity
+    from (
+        select id, specifications -> 'capacity_kwh' as c, specifications ->> 'capacity_kwh' as s
+        from {src}.products
+    ) as spec
+),
 energy as (
     -- inner joins: a job without an order, or whose order is deleted, adds 0
-    select coalesce(sum(
-        oi.quantity * coalesce((p.specifications ->> 'capacity_kwh')::numeric, 0)
-    ), 0) as kwh_deployed
+    select coalesce(sum(oi.quantity * pc.capacity), 0) as kwh_deployed
     from {src}.jobs as j
     join {src}.orders as o on o.id = j.order_id and o.deleted_at is null
     join {src}.order_items as oi on oi.order_id = o.id
-    join {src}.products as p on p.id = oi.product_id
+    join product_capacity as pc on pc.id = oi.product_id
     where j.organization_id = %(org)s and j.deleted_at is null and j.status = 'completed'
         and (j.completed_at at time zone %(tz)s)::date between %(date_from)s and %(date_to)s
 ),

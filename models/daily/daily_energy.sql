@@ -23,8 +23,8 @@ job_items as (
     select
         completed_jobs.organization_id,
         completed_jobs.completed_at,
-        order_items.quantity
-        * coalesce((products.specifications ->> 'capacity_kwh')::numeric, 0) as kwh
+        -- contract §3 capacity(product): junk or out-of-range values count as 0, never fail
+        order_items.quantity * {{ capacity_kwh('products.specifications') }} as kwh
     from completed_jobs
     left join orders on completed_jobs.order_id = orders.id
     left join order_items on orders.id = order_items.order_id
