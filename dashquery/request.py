@@ -7,6 +7,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from dashquery.config import shown
 from dashquery.contract import MAX_RANGE_DAYS
 from dashquery.errors import InvalidQuery
 
@@ -14,6 +15,15 @@ from dashquery.errors import InvalidQuery
 # separators, a 0x prefix, non-ASCII digits, ISO week dates) would name another id or day.
 _UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}(?:-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12}")
 _DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# Surrounding white space a form or a shell adds: ASCII space, tab and line ends only.
+# str.strip() would also drop NBSP, U+2028, U+0085, \x1c-\x1f and other separators, so a
+# pasted id carrying them was accepted; with these stripped, the ASCII-only patterns above
+# refuse every other character, zero-width ones included.
+ASCII_BLANKS = " \t\r\n"
+
+
+def strip_blanks(text: str) -> str:
+    return text.strip(ASCII_BLANKS)
 
 
 def parse_organization_id(value: object, argument: str = "organization_id") -> uuid.UUID:
@@ -23,9 +33,10 @@ def parse_organization_id(value: object, argument: str = "organization_id") -> u
         raise InvalidQuery(
             f"{argument} must be a uuid.UUID or its string, not {type(value).__name__}"
         )
-    if not _UUID_TEXT.fullmatch(value.strip()):
-        raise InvalidQuery(f"{argument}={value!r} is not a UUID")
-    return uuid.UUID(value.strip())
+    text = strip_blanks(value)
+    if not _UUID_TEXT.fullmatch(text):
+        raise InvalidQuery(f"{argument}={shown(value)} is not a UUID")
+    return uuid.UUID(text)
 
 
 def parse_date(value: object, argument: str) -> dt.date:
@@ -38,13 +49,13 @@ def parse_date(value: object, argument: str) -> dt.date:
         raise InvalidQuery(
             f"{argument} must be a datetime.date or a YYYY-MM-DD string, not {type(value).__name__}"
         )
-    text = value.strip()
+    text = strip_blanks(value)
     try:
         if not _DATE_TEXT.fullmatch(text):
             raise ValueError(text)
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise InvalidQuery(f"{argument}={value!r} is not a YYYY-MM-DD date") from None
+        raise InvalidQuery(f"{argument}={shown(value)} is not a YYYY-MM-DD date") from None
 
 
 @dataclass(frozen=True, slots=True)

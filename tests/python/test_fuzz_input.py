@@ -4,7 +4,9 @@
 The oracle is written from the contract (§4), not from ``request.py``: an organization is a
 ``uuid.UUID`` or its text (32 hex digits, optionally hyphenated 8-4-4-4-12); a date is a
 ``datetime.date`` that is not a ``datetime``, or ``YYYY-MM-DD`` in ASCII digits; surrounding
-white space is tolerated. Most generated requests are invalid and never reach a server;
+ASCII blanks (space, tab, CR, LF) are tolerated, nothing else: no Unicode white space or
+control character (NBSP, U+2028, U+0085, U+001C, zero-width ones), which str.strip() would
+drop. Most generated requests are invalid and never reach a server;
 the valid ones are answered by a Client on the session dashboard and checked against the
 naive query.
 """
@@ -30,6 +32,21 @@ _UUID = re.compile(
     r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 )
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_BLANKS = " \t\r\n"
+# What str.strip() or int() take as white space beyond the ASCII blanks, and zero-width ones.
+ODD_BLANKS = [
+    "\u00a0",
+    "\u2028",
+    "\u2029",
+    "\x1c",
+    "\x1f",
+    "\x85",
+    "\x0b",
+    "\x0c",
+    "\u200b",
+    "\ufeff",
+    "\u3000",
+]
 _DATA_YEARS = (dt.date.today() - dt.timedelta(days=900), dt.date.today() + dt.timedelta(days=60))
 
 
@@ -73,6 +90,17 @@ ANYTHING = st.one_of(
     st.datetimes().map(dt.datetime.isoformat),
 )
 UUID_TEXTS = st.uuids().map(str)
+
+
+def oddly_padded(texts: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.builds(
+        lambda t, c, before: c + t if before else t + c,
+        texts,
+        st.sampled_from(ODD_BLANKS),
+        st.booleans(),
+    )
+
+
 ORGS = st.one_of(
     ANYTHING,
     st.uuids(),
@@ -80,6 +108,7 @@ ORGS = st.one_of(
     UUID_TEXTS.map(lambda s: f" {s.upper()}\n"),
     st.uuids().map(lambda u: u.hex),
     mutations(UUID_TEXTS),
+    oddly_padded(UUID_TEXTS),
     st.dates(),
     st.builds(KnownOrg, st.integers(0, 1), st.booleans()),
 )
@@ -92,22 +121,23 @@ DATES = st.one_of(
     DATE_TEXTS,
     DATE_TEXTS.map(lambda s: f"\t{s} "),
     mutations(DATE_TEXTS),
+    oddly_padded(DATE_TEXTS),
     st.uuids(),
 )
 
 
 def org_ok(value: object) -> bool:
     return isinstance(value, uuid.UUID) or (
-        isinstance(value, str) and _UUID.fullmatch(value.strip()) is not None
+        isinstance(value, str) and _UUID.fullmatch(value.strip(_BLANKS)) is not None
     )
 
 
 def date_of(value: object) -> dt.date | None:
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return value
-    if isinstance(value, str) and _DATE.fullmatch(value.strip()):
+    if isinstance(value, str) and _DATE.fullmatch(value.strip(_BLANKS)):
         try:
-            return dt.date.fromisoformat(value.strip())
+            return dt.date.fromisoformat(value.strip(_BLANKS))
         except ValueError:
             return None
     return None
@@ -163,7 +193,7 @@ def check_outcome(
     event("answered")
     assert not bad, f"accepted although {sorted(bad)} is not valid: {result.to_dict()}"
     assert (result.date_from, result.date_to) == (start, end)
-    assert result.organization_id == uuid.UUID(str(organization_id).strip())
+    assert result.organization_id == uuid.UUID(str(organization_id).strip(_BLANKS))
     assert_matches_naive(conn, dashboard.settings, result)
 
 
@@ -247,3 +277,39 @@ def test_near_miss_text_is_refused(
 ) -> None:
     with pytest.raises(InvalidQuery, match=named):
         client.get_metrics(organization_id, date_from, "2025-12-31")
+
+
+@pytest.mark.parametrize("blank", ODD_BLANKS)
+@pytest.mark.parametrize("where", ["before", "after", "inside"])
+@pytest.mark.parametrize("named", ["organization_id", "date_from"])
+def test_unicode_blanks_and_control_characters_are_refused(
+    client: Client, dashboard: Dashboard, blank: str, where: str, named: str
+) -> None:
+    """str.strip() dropped these around an id or a date, so they were accepted (issue 11
+    item 15); only ASCII space, tab, CR and LF around the text are tolerated."""
+    text = str(dashboard.organization_ids[0]) if named == "organization_id" else "2024-01-01"
+    odd = {"before": blank + text, "after": text + blank, "inside": text[:4] + blank + text[4:]}
+    arguments = {"organization_id": str(dashboard.organization_ids[0]), "date_from": "2024-01-01"}
+    arguments[named] = odd[where]
+    with pytest.raises(InvalidQuery, match=named):
+        client.get_metrics(arguments["organization_id"], arguments["date_from"], "2024-12-31")
+
+
+def test_ascii_blanks_around_arguments_are_still_tolerated(
+    client: Client, dashboard: Dashboard
+) -> None:
+    org = dashboard.organization_ids[0]
+    result = client.get_metrics(f" \t{org}\r\n", "\n2024-01-01 ", "2024-01-31\t")
+    assert (result.organization_id, result.date_from) == (org, dt.date(2024, 1, 1))
+
+
+@pytest.mark.parametrize("named", ["organization_id", "date_from", "date_to"])
+def test_a_huge_argument_is_not_echoed_whole(client: Client, named: str) -> None:
+    arguments = {
+        "organization_id": str(uuid.UUID(int=1)), "date_from": "2024-01-01", "date_to": "2024-12-31"
+    }  # fmt: skip
+    arguments[named] = "9" * 100_000
+    with pytest.raises(InvalidQuery, match=named) as caught:
+        client.get_metrics(**arguments)
+    message = str(caught.value)
+    assert len(message) < 250 and "…" in message and "100000 chars" in message
