@@ -43,7 +43,7 @@ CASES: list[tuple[str, Decimal]] = [
     ('{"capacity_kwh": 1e100}', D(0)),  # at the bound: 0
     ('{"capacity_kwh": -1e100}', D(0)),
     ('{"capacity_kwh": 1e400}', D(0)),  # jsonb stores it; quantity x it could overflow
-    ('{"capacity_kwh": 9e131000}', D(0)),  # near numeric's limit: x 1000 overflows
+    ('{"capacity_kwh": 9e131071}', D(0)),  # the largest jsonb stores: x 2 overflows numeric
     # strings holding a plain decimal number: that number
     ('{"capacity_kwh": " 5 "}', D(5)),
     ('{"capacity_kwh": "13.5"}', D("13.5")),
