@@ -17,6 +17,7 @@ refreshed (a result computed between notify and the refresh still held the old h
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -26,11 +27,12 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 
-from dashquery.config import Settings
+from dashquery.config import Settings, shown
 from dashquery.dbt import DbtResult, run_dbt
-from dashquery.errors import InvalidQuery, Unavailable
+from dashquery.errors import InvalidQuery
 from dashquery.hybrid import MATERIALIZED_VIEWS, WATERMARKS_TABLE
-from dashquery.request import parse_date, parse_organization_id
+from dashquery.ops_errors import pg_error
+from dashquery.request import parse_date, parse_organization_id, strip_blanks
 
 if TYPE_CHECKING:
     from dashquery.client import Client
@@ -69,6 +71,12 @@ _UNKNOWN = sql.SQL("select view_name from {queue} where not (view_name = any(%(k
 _WATERMARKS = sql.SQL(
     "select view_name, watermark from {} where view_name = any(%s) and last_failed_at is null"
 )
+# The ISO forms an application sends, in ASCII: datetime.fromisoformat alone also takes
+# ISO week dates, basic forms and other separators, which name some other instant.
+_DATETIME_TEXT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
+    r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?"
+)
 
 
 def parse_occurred_on(value: object, zone: ZoneInfo) -> dt.date | None:
@@ -88,24 +96,24 @@ def parse_occurred_on(value: object, zone: ZoneInfo) -> dt.date | None:
         raise InvalidQuery(
             f"occurred_on must be a date, datetime or ISO string, not {type(value).__name__}"
         )
-    text = value.strip()
+    text = strip_blanks(value)
     if len(text) == 10:
         return parse_date(text, "occurred_on")  # the request's own date rules
     try:
+        if not _DATETIME_TEXT.fullmatch(text):
+            raise ValueError(text)
         parsed = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise InvalidQuery(f"occurred_on={value!r} is not an ISO date or datetime") from None
+        raise InvalidQuery(f"occurred_on={shown(value)} is not an ISO date or datetime") from None
     return parse_occurred_on(parsed, zone)
 
 
 def views_for(event: str, occurred_on: dt.date | None, today: dt.date) -> tuple[str, ...]:
     """The views to refresh for an event: none unless it changed a day before today."""
-    try:
-        views = EVENT_VIEWS[event]
-    except KeyError:
-        raise InvalidQuery(
-            f"event={event!r} is not one of {', '.join(sorted(EVENT_VIEWS))}"
-        ) from None
+    views = EVENT_VIEWS.get(event) if isinstance(event, str) else None
+    if views is None:
+        named = shown(event) if isinstance(event, str) else f"a {type(event).__name__}"
+        raise InvalidQuery(f"event={named} is not one of {', '.join(sorted(EVENT_VIEWS))}")
     return views if occurred_on is not None and occurred_on < today else ()
 
 
@@ -116,8 +124,9 @@ def notify(
 
     Call it after the application's transaction commits. ``occurred_on`` is the business
     day the changed row is counted on (see docs/OPERATIONS.md), None meaning today. Returns
-    the views queued. Raises ``InvalidQuery`` naming a bad argument, ``Unavailable`` when the
-    queue cannot be written (the cache is invalidated in any case).
+    the views queued. Raises ``InvalidQuery`` naming a bad argument; when the queue cannot be
+    written, ``Misconfigured`` (no bookkeeping table, no privilege) or ``Unavailable`` (the
+    cache is invalidated in any case).
     """
     settings = client.settings
     org = parse_organization_id(organization_id)
@@ -129,7 +138,8 @@ def notify(
             with client.pool.connection() as conn:
                 enqueue(conn, settings, views, f"{event}:{org}")
         except (psycopg.Error, OSError) as exc:
-            raise Unavailable(f"could not queue {', '.join(views)} for refresh: {exc}") from exc
+            what = f"queue {', '.join(views)} for refresh"
+            raise pg_error(exc, what, settings.schema) from exc
     return views
 
 
@@ -195,10 +205,14 @@ def drain_queue(
     settings = client.settings
     runner = run or (lambda args, s: run_dbt(args, s, check=False))
     known = list(MATERIALIZED_VIEWS)
-    with _connect(settings) as conn:
-        params = {"known": known}
-        unknown = tuple(r[0] for r in conn.execute(_UNKNOWN.format(queue=_queue(settings)), params))
-        rows = conn.execute(_TAKE.format(queue=_queue(settings)), params).fetchall()
+    try:
+        with _connect(settings) as conn:
+            params = {"known": known}
+            query = _UNKNOWN.format(queue=_queue(settings))
+            unknown = tuple(r[0] for r in conn.execute(query, params))
+            rows = conn.execute(_TAKE.format(queue=_queue(settings)), params).fetchall()
+    except psycopg.Error as exc:
+        raise pg_error(exc, "read the refresh queue", settings.schema) from exc
     taken = tuple(sorted((QueuedView(*row) for row in rows), key=lambda q: q.view_name))
     if not taken:
         return DrainReport(unknown=unknown)
@@ -233,26 +247,30 @@ def drain_queue(
 
 def _settle(settings: Settings, taken: Sequence[QueuedView]) -> tuple[set[str], tuple[str, ...]]:
     """Which taken views were refreshed after their request; put the others back."""
-    with _connect(settings) as conn:
-        query = _WATERMARKS.format(_table(settings, WATERMARKS_TABLE))
-        marks = dict(conn.execute(query, ([q.view_name for q in taken],)).fetchall())
-        done = {
-            q.view_name
-            for q in taken
-            if q.view_name in marks and marks[q.view_name] >= q.requested_at
-        }
-        pending = [q for q in taken if q.view_name not in done]
-        with conn.transaction():
-            for entry in pending:
-                enqueue(conn, settings, [entry.view_name], entry.reason, entry.requested_at)
+    try:
+        with _connect(settings) as conn:
+            query = _WATERMARKS.format(_table(settings, WATERMARKS_TABLE))
+            marks = dict(conn.execute(query, ([q.view_name for q in taken],)).fetchall())
+            done = {
+                q.view_name
+                for q in taken
+                if q.view_name in marks and marks[q.view_name] >= q.requested_at
+            }
+            pending = [q for q in taken if q.view_name not in done]
+            with conn.transaction():
+                for entry in pending:
+                    enqueue(conn, settings, [entry.view_name], entry.reason, entry.requested_at)
+    except psycopg.Error as exc:
+        what = f"put {', '.join(q.view_name for q in taken)} back in the refresh queue"
+        raise pg_error(exc, what, settings.schema) from exc
     return done, tuple(q.view_name for q in pending)
 
 
 def _connect(settings: Settings) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(settings.conninfo, autocommit=True, connect_timeout=10)
-    except psycopg.OperationalError as exc:
-        raise Unavailable(f"cannot reach PostgreSQL for the refresh queue: {exc}") from exc
+    except psycopg.Error as exc:
+        raise pg_error(exc, "reach PostgreSQL for the refresh queue") from exc
 
 
 def _queue(settings: Settings) -> sql.Composed:

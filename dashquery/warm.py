@@ -22,6 +22,7 @@ from psycopg import sql
 from dashquery.client import Client
 from dashquery.config import Settings
 from dashquery.errors import DashqueryError, Unavailable
+from dashquery.ops_errors import pg_error
 from dashquery.request import MetricsRequest
 
 Range = tuple[dt.date, dt.date]
@@ -51,8 +52,10 @@ def active_organizations(settings: Settings, days: int) -> list[uuid.UUID]:
     try:
         with psycopg.connect(settings.conninfo, autocommit=True, connect_timeout=10) as conn:
             return [row[0] for row in conn.execute(query, (days,))]
-    except psycopg.OperationalError as exc:
-        raise Unavailable(f"cannot list active organizations: {exc}") from exc
+    except psycopg.Error as exc:
+        # e.g. no activities table: DASHQUERY_SOURCE_SCHEMA names the wrong schema
+        what = f"list active organizations from {settings.source_schema}.activities"
+        raise pg_error(exc, what) from exc
 
 
 @dataclass(frozen=True)

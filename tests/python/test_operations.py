@@ -445,3 +445,43 @@ def test_warm_fills_the_cache_for_active_organizations(
     keys = len(active) * distinct_ranges
     assert f"{keys} computed, 0 already cached" in again.stdout
     assert run_cli("warm").stdout.count(f"0 computed, {keys} already cached") == 1
+
+
+@pytest.mark.parametrize(
+    "occurred_on",
+    [
+        "2024-01-01\u00a0",
+        "\u20282024-01-01T10:00+00:00",
+        "2024-01-01T10:00+00:00\x85",
+        "\x1c2024-01-01",
+        "2025-W01-1T10:00+00:00",  # fromisoformat reads an ISO week date
+        "2024-01-01T1\u0660:00+00:00",  # and non-ASCII digits
+    ],
+)
+def test_notify_refuses_unicode_blanks_and_other_iso_forms(
+    client: dashquery.Client, ops: Dashboard, conn: psycopg.Connection[Any], occurred_on: str
+) -> None:
+    org = ops.organization_ids[0]
+    with pytest.raises(InvalidQuery, match="occurred_on"):
+        events.notify(client, org, "order.changed", occurred_on)
+    with pytest.raises(InvalidQuery, match="organization_id"):
+        events.notify(client, f"\u00a0{org}", "order.changed", None)
+    assert queue(conn, ops) == {}
+
+
+def test_notify_never_echoes_a_huge_argument_whole(
+    client: dashquery.Client, ops: Dashboard
+) -> None:
+    org = ops.organization_ids[0]
+    huge = "9" * 100_000
+    for arguments, named in (
+        ((huge, "order.changed", None), "organization_id"),
+        ((org, huge, None), "event"),
+        ((org, "order.changed", huge), "occurred_on"),
+    ):
+        with pytest.raises(InvalidQuery, match=named) as caught:
+            events.notify(client, *arguments)
+        assert len(str(caught.value)) < 300, named
+    # an unhashable event was a raw TypeError
+    with pytest.raises(InvalidQuery, match="event"):
+        events.notify(client, org, ["order.changed"], None)  # type: ignore[arg-type]
