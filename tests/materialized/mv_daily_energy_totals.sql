@@ -12,7 +12,7 @@ materialized as (
 direct as (
     select
         jobs.organization_id,
-        sum(items.quantity * coalesce((products.specifications ->> 'capacity_kwh')::numeric, 0))
+        sum(items.quantity * {{ capacity_kwh('products.specifications') }})
             as kwh_deployed
     from {{ source('application', 'jobs') }} as jobs
     inner join {{ source('application', 'orders') }} as orders
