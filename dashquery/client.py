@@ -9,13 +9,12 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import Self
 
-from psycopg_pool import ConnectionPool
-
 from dashquery import events
 from dashquery.cache import Lookup, MetricsCache
 from dashquery.compare import ComparedMetrics, comparison_request, parse_compare
 from dashquery.compute import Computer
 from dashquery.config import Settings
+from dashquery.connection import ReadPool
 from dashquery.contract import CONTRACT_VERSION
 from dashquery.observability import REQUEST_SECONDS
 from dashquery.request import MetricsRequest, parse_organization_id
@@ -57,24 +56,12 @@ class Client:
             timezone=timezone,
             redis_url=redis_url,
         )
-        self.pool = ConnectionPool(
+        # Keepalives, tcp_user_timeout and the statement timeout: see dashquery.connection.
+        self.pool = ReadPool(
             self.settings.conninfo,
-            min_size=1,
-            max_size=pool_size,
-            timeout=pool_timeout_seconds,
-            kwargs={
-                "autocommit": True,
-                # JIT costs more than these queries save. random_page_cost=1.1: the working
-                # set is in memory, and at the default 4.0 the planner hashes every job to
-                # join today's few time entries instead of probing jobs_pkey (6 ms vs 0.5 ms).
-                "options": (
-                    "-c jit=off -c random_page_cost=1.1"
-                    f" -c statement_timeout={int(statement_timeout_ms)}"
-                ),
-                "connect_timeout": max(1, int(pool_timeout_seconds)),
-            },
-            name="dashquery",
-            open=True,
+            pool_size=pool_size,
+            statement_timeout_ms=statement_timeout_ms,
+            pool_timeout_seconds=pool_timeout_seconds,
         )
         self.computer = Computer(self.settings, self.pool, retries=retries)
         self.cache: MetricsCache | None = None

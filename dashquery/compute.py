@@ -6,24 +6,23 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 
 from dashquery.config import Settings
 from dashquery.contract import BLOCK_VIEWS, BREAKDOWN_VALUES, METRIC_KEYS, METRIC_KINDS
-from dashquery.errors import Unavailable
-from dashquery.hybrid import MATERIALIZED_VIEWS, WATERMARKS_TABLE, HybridStatements
+from dashquery.discovery import Deployment, check_statement, deployment_check, discover
+from dashquery.hybrid import HybridStatements
 from dashquery.request import MetricsRequest
 from dashquery.result import BlockFreshness, DashboardMetrics, MetricValue
+from dashquery.runner import Runner
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 # Columns of a breakdown in the statement's row: <prefix>_<value>.
 _BREAKDOWN_COLUMNS = {
@@ -32,18 +31,14 @@ _BREAKDOWN_COLUMNS = {
     "claims_by_status": "claims_status",
     "claims_by_type": "claims_type",
 }
-_DISCOVERY = sql.SQL(
-    "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
-    " where n.nspname = %s and ((c.relkind = 'm' and c.relispopulated) or c.relname = %s)"
-)
 
 
-class Computer:
+class Computer(Runner):
     """Runs the hybrid statement on a pool; knows which materialized views exist.
 
     Which views exist is looked up once and again every ``rediscover_seconds`` or after an
     error naming a missing relation, so a fresh deploy or a dropped view degrades to live
-    reads instead of failing.
+    reads instead of failing. ``run`` (``Runner``) lets no psycopg error out.
     """
 
     def __init__(
@@ -54,11 +49,10 @@ class Computer:
         retries: int = 2,
         rediscover_seconds: float = 60.0,
     ) -> None:
-        self.settings = settings
-        self.pool = pool
-        self.retries = retries
+        super().__init__(settings, pool, retries=retries)
         self.rediscover_seconds = rediscover_seconds
         self._lock = threading.Lock()
+        self._deployment: Deployment | None = None
         self._statements: HybridStatements | None = None
         # The statement rendered once: composing its ~800 parts on every call cost ~1 ms of
         # Python per read (measured by the benchmark), as much as PostgreSQL's own work.
@@ -70,23 +64,46 @@ class Computer:
         with self._lock:
             stale = time.monotonic() - self._discovered_at > self.rediscover_seconds
             if self._statements is None or stale:
-                found = {
-                    row[0]
-                    for row in conn.execute(
-                        _DISCOVERY, (self.settings.schema, WATERMARKS_TABLE)
-                    ).fetchall()
-                }
-                # Without the watermarks table no materialized view can be trusted.
-                usable = found & set(MATERIALIZED_VIEWS) if WATERMARKS_TABLE in found else set()
+                self._deployment = discover(self.settings, conn)
+                usable = self._deployment.available_views
                 if self._statements is None or usable != self._statements.available_views:
                     self._statements = HybridStatements(self.settings, usable)
                     self._rendered = self._statements.metrics().as_bytes(conn)
                 self._discovered_at = time.monotonic()
             return self._statements, self._rendered
 
+    def identity(self) -> str:
+        """The database identity of contract §4 for the cache namespace: the cluster's system
+        identifier ('' when pg_control_system() is not permitted), current_database(), the
+        deployment id and the fingerprint of every view definition. Known from discovery
+        and kept current by every metrics statement; looks the views up first if needed
+        (then it may raise ``Unavailable`` or ``Misconfigured``)."""
+        with self._lock:
+            if self._deployment is not None:
+                return self._deployment.identity
+        self.run(self.statements)
+        with self._lock:
+            assert self._deployment is not None
+            return self._deployment.identity
+
     def forget_views(self) -> None:
         with self._lock:
             self._discovered_at = 0.0
+
+    def observe(self, watermarks: Mapping[str, Any] | None) -> None:
+        """A statement's deployment check: raise on settings drift; a new fingerprint or
+        deployment id updates the identity at once and the views are looked up again."""
+        check = deployment_check(watermarks)
+        check_statement(check)
+        if check is None:
+            return
+        with self._lock:
+            if self._deployment is None:
+                return
+            seen = self._deployment.observed(check)
+            if seen.identity != self._deployment.identity:
+                self._deployment = seen
+                self._discovered_at = 0.0
 
     def compute(self, request: MetricsRequest) -> DashboardMetrics:
         params = {
@@ -100,43 +117,10 @@ class Computer:
             cursor = conn.cursor(row_factory=dict_row)
             row = cursor.execute(statement, params, prepare=True).fetchone()
             assert row is not None  # aggregates always yield one row
+            self.observe(row["watermarks"])
             return self._result(request, statements, row)
 
         return self.run(read)
-
-    def run(self, read: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """``read`` on a pooled connection, with the read path's bounded retries.
-
-        A vanished materialized view makes the views be rediscovered (its block is then
-        read live); a lost connection or a timeout is retried after a short backoff; after
-        ``retries`` more attempts the caller gets ``Unavailable``.
-        """
-        last_error: Exception | None = None
-        for attempt in range(self.retries + 1):
-            try:
-                with self.pool.connection() as conn:
-                    return read(conn)
-            except psycopg.errors.UndefinedTable as exc:
-                if not any(name in str(exc) for name in (WATERMARKS_TABLE, *MATERIALIZED_VIEWS)):
-                    raise Unavailable(
-                        f"the daily views are missing from schema {self.settings.schema!r}:"
-                        f" run `dbt build` first ({exc})"
-                    ) from exc
-                log.warning("a materialized view disappeared; reading its block live: %s", exc)
-                self.forget_views()
-                last_error = exc
-            except (psycopg.OperationalError, PoolTimeout) as exc:
-                log.warning("PostgreSQL attempt %d failed: %s", attempt + 1, exc)
-                last_error = exc
-                if not isinstance(exc, PoolTimeout | psycopg.errors.QueryCanceled):
-                    # A lost connection (restart, terminated backends) usually means its idle
-                    # siblings are dead too: test them all now, or each retry would draw one.
-                    self.pool.check()
-                if attempt < self.retries:
-                    time.sleep(min(0.05 * 2**attempt, 0.5))
-        raise Unavailable(
-            f"PostgreSQL did not answer after {self.retries + 1} attempts: {last_error}"
-        ) from last_error
 
     def _result(
         self, request: MetricsRequest, statements: HybridStatements, row: Mapping[str, Any]
@@ -195,7 +179,11 @@ def range_freshness(
     date_to: dt.date,
 ) -> BlockFreshness:
     """A block's §4 freshness for a range: the oldest watermark of its views and the first
-    day read live, or the whole range live and why when a view cannot be used."""
+    day read live, or the whole range live and why when a view cannot be used.
+
+    Also raises ``Misconfigured`` when the statement found views built for other settings:
+    every hybrid statement (metrics and series) reaches its freshness through here."""
+    check_statement(deployment_check(watermarks))
     reason = next((r for view in views if (r := live_reason(view, available, watermarks))), None)
     if reason:
         return BlockFreshness(watermark=None, first_live_day=date_from, live_reason=reason)
@@ -219,4 +207,7 @@ def live_reason(
         return f"{view} was never refreshed"
     if mark["failed"]:
         return f"the last refresh of {view} failed"
+    if not mark.get("current", True):
+        upstream = ", ".join(mark.get("upstream_views") or ()) or "its daily views"
+        return f"{view} was built from an older definition of {upstream}"
     return None

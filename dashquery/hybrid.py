@@ -102,6 +102,12 @@ MATERIALIZED_VIEWS: tuple[str, ...] = (
     CURRENT_STATE_MV,
 )
 WATERMARKS_TABLE = "dashquery_watermarks"
+# Bookkeeping written by dbt (macros/bookkeeping.sql): what was built, from which definition
+# and for which settings, and the deployment's random id.
+RELATIONS_TABLE = "dashquery_relations"
+DEPLOYMENT_TABLE = "dashquery_deployment"
+# The key of the statement's watermarks JSON that holds the deployment check, not a view.
+DEPLOYMENT_KEY = "_deployment"
 
 # Ratios divide numeric sums in SQL, exactly as the naive query does, so both agree digit
 # for digit instead of differing in the 17th decimal.
@@ -149,16 +155,31 @@ class HybridStatements:
         )
 
     def watermarks_cte(self) -> sql.Composed:
-        # A view whose last refresh failed may hold data of an older definition: read live.
+        """The watermarks, each with the first day read live (``split_day``).
+
+        A view whose last refresh failed may hold data of an older definition, and one whose
+        upstream_hash differs from its daily views' definition hashes now was built from an
+        older definition (a partial deploy): both are read live (split_day = -infinity).
+        Checked here, in the statement's own snapshot, so the split always matches the data.
+        """
         return sql.SQL(
             """watermarks as (
-    select view_name, watermark, last_failed_at,
-        case when last_failed_at is null
-            then (watermark at time zone {zone})::date
+    select w.view_name, w.watermark, w.last_failed_at, w.upstream_views, u.is_current,
+        case when w.last_failed_at is null and u.is_current
+            then (w.watermark at time zone {zone})::date
             else '-infinity'::date end as split_day
-    from {table}
+    from {table} as w cross join lateral (
+        select w.upstream_hash is not distinct from (
+            select string_agg(r.definition_hash, ',' order by r.relation_name)
+            from {relations} as r where r.relation_name = any(w.upstream_views)
+        ) as is_current
+    ) as u
 )"""
-        ).format(zone=self.zone, table=self.relation(WATERMARKS_TABLE))
+        ).format(
+            zone=self.zone,
+            table=self.relation(WATERMARKS_TABLE),
+            relations=self.relation(RELATIONS_TABLE),
+        )
 
     def daily_rows(self, block: DailyBlock) -> sql.Composed:
         """The block's daily rows in the request's range: materialized, then live days."""
@@ -195,7 +216,12 @@ class HybridStatements:
         )
 
     def unique_customers(self) -> sql.Composed:
-        """Customers of the range: a set union of both halves, never a sum of daily counts."""
+        """Customers of the range: distinct over every arm, never a sum of daily counts.
+
+        ``count(distinct)`` over ``union all`` deduplicates whatever the number of arms: with
+        the materialized view unusable there is only the live arm, which has one row per
+        (customer, day), and a plain ``union`` of one arm deduplicates nothing.
+        """
         split = self.split_day(CUSTOMER_DAYS_MV)
         live = sql.SQL(
             "select customer_id from {view} where organization_id = %(organization_id)s"
@@ -214,8 +240,9 @@ class HybridStatements:
                 ).format(mv=self.relation(CUSTOMER_DAYS_MV), split=split),
             )
         return sql.SQL(
-            "customers as (select count(*) as unique_customers from ({}) as range_customers)"
-        ).format(sql.SQL(" union ").join(arms))
+            "customers as (select count(distinct customer_id) as unique_customers"
+            " from ({}) as range_customers)"
+        ).format(sql.SQL(" union all ").join(arms))
 
     def current_state(self) -> sql.Composed:
         """The snapshot from mv_current_state, or live when it can't serve this organization."""
@@ -244,12 +271,37 @@ class HybridStatements:
             " as current_state_is_live from ({rows}) as snapshot)"
         ).format(sums=sums, rows=live)
 
-    def freshness_column(self) -> sql.SQL:
+    def freshness_column(self) -> sql.Composed:
+        """The watermarks as JSON, plus under ``DEPLOYMENT_KEY`` what the read path checks
+        on every statement: the settings of relations built for other settings than the
+        client's, and the deployment id and definitions fingerprint of the cache identity."""
         return sql.SQL(
-            "(select coalesce(json_object_agg(view_name, json_build_object("
-            "'watermark', watermark, 'split_day', split_day, 'failed', last_failed_at is not null"
-            ")), '{}') from watermarks) as watermarks"
+            "(select coalesce(jsonb_object_agg(view_name, jsonb_build_object("
+            "'watermark', watermark, 'split_day', split_day, 'failed', last_failed_at is not null,"
+            " 'current', is_current, 'upstream_views', upstream_views"
+            ")), '{{}}') from watermarks) || jsonb_build_object({key}, jsonb_build_object("
+            "'schema', {schema}, 'timezone', {zone}, 'source_schema', {source},"
+            " 'built_for', (select jsonb_agg(distinct jsonb_build_array(timezone, source_schema))"
+            " from {relations} where timezone <> {zone} or source_schema <> {source}),"
+            " 'fingerprint', ({fingerprint}),"
+            " 'deployment_id', (select min(deployment_id::text) from {deployment})"
+            ")) as watermarks"
+        ).format(
+            key=sql.Literal(DEPLOYMENT_KEY),
+            schema=sql.Literal(self.settings.schema),
+            zone=self.zone,
+            source=sql.Literal(self.settings.source_schema),
+            relations=self.relation(RELATIONS_TABLE),
+            fingerprint=self.fingerprint(),
+            deployment=self.relation(DEPLOYMENT_TABLE),
         )
+
+    def fingerprint(self) -> sql.Composed:
+        """md5 of every built relation's definition hash: changes with any deploy."""
+        return sql.SQL(
+            "select md5(coalesce(string_agg(relation_name || ':' || definition_hash, ','"
+            " order by relation_name), '')) from {}"
+        ).format(self.relation(RELATIONS_TABLE))
 
     def metrics(self) -> sql.Composed:
         """One statement, one row: every §3 key (breakdowns as columns) and the watermarks."""
