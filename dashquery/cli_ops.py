@@ -10,24 +10,17 @@ import click
 from prometheus_client import REGISTRY, write_to_textfile
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from dashquery.client import Client
 from dashquery.config import Settings
 from dashquery.dbt import run_dbt
 from dashquery.errors import DashqueryError
 from dashquery.events import drain_queue
-from dashquery.status import OVERDUE_FACTOR, StatusReport, collect_status, human_duration
+from dashquery.status import collect_status
+from dashquery.status_report import print_status
 from dashquery.warm import active_organizations, common_ranges, warm, warm_requests
 
 EXIT_UNHEALTHY = 2
-_STATE_STYLE = {
-    "ok": "green",
-    "running": "cyan",
-    "overdue": "yellow",
-    "failed": "bold red",
-    "missing": "bold red",
-}
 
 
 def _settings() -> Settings:
@@ -54,10 +47,19 @@ def status(as_json: bool, prometheus_textfile: Path | None) -> None:
       missing  expected by the read path but not built (or never refreshed);
       failed   its last run failed, or is still 'running' although nobody holds
                the view's advisory lock (the dbt process died);
+      outdated refreshed from an older definition of a daily view it reads
+               than the deployed one (a partial deploy): its block is read live
+               until `dbt run --select <view>`;
       overdue  its watermark is older than 2 x its cadence (dbt var
                dashquery_cadence_minutes): one missed refresh is tolerated.
 
-    Exit status: 0 healthy, 2 attention needed, 1 the status could not be read.
+    \b
+    The deployment needs attention when dbt built the views for another
+    DASHQUERY_TIMEZONE or DASHQUERY_SOURCE_SCHEMA than these settings, or Redis is
+    unreachable or has a maxmemory policy that can lose an invalidation.
+
+    Off a terminal the table is printed in plain full-width columns; --json has every
+    field. Exit status: 0 healthy, 2 attention needed, 1 the status could not be read.
     Ages use the database clock. Also updates the Prometheus gauges.
     """
     try:
@@ -69,43 +71,9 @@ def status(as_json: bool, prometheus_textfile: Path | None) -> None:
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        _print_status(report)
+        print_status(report)
     if not report.healthy:
         click.get_current_context().exit(EXIT_UNHEALTHY)
-
-
-def _print_status(report: StatusReport) -> None:
-    console = Console(highlight=False)
-    table = Table(
-        title=f"dashquery views in {report.schema} at {report.checked_at:%Y-%m-%d %H:%M:%S %Z}",
-        title_justify="left",
-    )
-    for column in ("view", "state", "watermark (UTC)", "age", "cadence", "rows", "refresh"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("last run", no_wrap=True)
-    table.add_column("problem / last error", overflow="fold")
-    for view in report.views:
-        style = _STATE_STYLE[view.state]
-        run = view.last_run
-        detail = "; ".join(view.problems) or (view.last_error or "")
-        if view.is_running and run and not detail:
-            detail = f"refreshing since {run.started_at.astimezone(dt.UTC):%H:%M:%S}"
-        if view.queued_at and not detail:
-            detail = f"queued since {view.queued_at.astimezone(dt.UTC):%H:%M:%S}"
-        table.add_row(
-            view.view,
-            f"[{style}]{view.state}[/]",
-            f"{view.watermark.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S}" if view.watermark else "-",
-            human_duration(view.age_seconds),
-            f"{view.cadence_minutes} min" if view.cadence_minutes else "-",
-            f"{view.row_count:,}" if view.row_count is not None else "-",
-            human_duration(view.last_refresh_seconds),
-            f"{run.status} {run.started_at.astimezone(dt.UTC):%H:%M:%S}" if run else "-",
-            detail.splitlines()[0][:300] if detail else "",
-        )
-    console.print(table)
-    verdict = "healthy" if report.healthy else "ATTENTION NEEDED"
-    console.print(f"{verdict} (overdue = watermark older than {OVERDUE_FACTOR} x cadence)")
 
 
 @click.command(name="warm")
@@ -214,5 +182,8 @@ def refresh(queued: bool, selection: str | None) -> None:
         click.echo(f"invalidated {len(report.invalidated)} organization(s)")
     if not report.ok:
         assert report.dbt is not None
-        tail = "\n".join(report.dbt.output.splitlines()[-30:])
-        raise click.ClickException(f"dbt failed (exit {report.dbt.returncode}):\n{tail}")
+        # dbt's own words first, then the one line every failing command ends with
+        click.echo("\n".join(report.dbt.output.splitlines()[-30:]), err=True)
+        raise click.ClickException(
+            f"dbt failed (exit {report.dbt.returncode}); its output is above"
+        )

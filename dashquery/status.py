@@ -8,8 +8,16 @@
 - **failed**: its last run (skipped runs aside) failed, its watermark row carries a failure
   recorded after it, or its last run is still ``running`` although nobody holds its
   advisory lock, i.e. the dbt process died mid-refresh;
+- **outdated**: it was refreshed from an older definition of a daily view it reads than the
+  one deployed now (a partial deploy, ``dbt run --select daily_x``): the read path reads its
+  block live until ``dbt run --select mv_x`` refreshes it;
 - **overdue**: its watermark is older than ``OVERDUE_FACTOR`` times its cadence: one missed
   refresh is tolerated (cron jitter, a refresh still running), two mean the schedule stopped.
+
+The deployment as a whole is unhealthy (``StatusReport.problems``) when dbt built the views
+for another DASHQUERY_TIMEZONE or DASHQUERY_SOURCE_SCHEMA than these settings (the read path
+then refuses with ``Misconfigured``), or when Redis is unreachable or runs a ``maxmemory``
+policy under which an invalidation can be lost.
 
 Ages are measured on the database clock (``now()``), the clock the watermarks were written
 with, so a skewed application host cannot make a view look fresh or stale.
@@ -18,9 +26,9 @@ with, so a skewed application host cannot make a view look fresh or stale.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
@@ -28,13 +36,22 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from dashquery.config import Settings
-from dashquery.errors import Unavailable
 from dashquery.hybrid import MATERIALIZED_VIEWS, WATERMARKS_TABLE
 from dashquery.observability import REFRESH_SECONDS, VIEW_WATERMARK_AGE
+from dashquery.ops_errors import pg_error
+from dashquery.status_checks import RELATIONS_TABLE, check_redis, outdated_views, settings_drift
+from dashquery.status_report import (
+    OVERDUE_FACTOR,
+    LastRun,
+    StatusReport,
+    ViewStatus,
+    human_duration,
+)
+
+__all__ = ["OVERDUE_FACTOR", "StatusReport", "ViewStatus", "collect_status", "human_duration"]
 
 RUNS_TABLE = "dashquery_refresh_runs"
 QUEUE_TABLE = "dashquery_refresh_queue"
-OVERDUE_FACTOR = 2
 # The materialization commits its 'running' row and only then takes the advisory lock, a
 # few statements later; a younger unlocked 'running' row is a run starting, not a dead one.
 LOCK_GRACE_SECONDS = 30.0
@@ -76,73 +93,6 @@ cross join lateral (
 _QUEUE = sql.SQL("select view_name, requested_at from {}")
 
 
-@dataclass(frozen=True)
-class LastRun:
-    """The latest run of a view that did something (skipped runs say nothing about it)."""
-
-    status: str
-    started_at: dt.datetime
-    finished_at: dt.datetime | None
-    duration_seconds: float | None
-    error: str | None
-
-
-@dataclass(frozen=True)
-class ViewStatus:
-    """One materialized view: its watermark, last run and what, if anything, is wrong."""
-
-    view: str
-    expected: bool
-    exists: bool
-    watermark: dt.datetime | None = None
-    age_seconds: float | None = None
-    cadence_minutes: int | None = None
-    row_count: int | None = None
-    last_refresh_seconds: float | None = None
-    last_error: str | None = None
-    last_run: LastRun | None = None
-    is_running: bool = False
-    queued_at: dt.datetime | None = None
-    problems: tuple[str, ...] = ()
-
-    @property
-    def overdue_after_seconds(self) -> float | None:
-        return None if self.cadence_minutes is None else OVERDUE_FACTOR * self.cadence_minutes * 60
-
-    @property
-    def state(self) -> str:
-        """missing, failed, overdue, running or ok: the worst first."""
-        for state in ("missing", "failed", "overdue"):
-            if any(problem.startswith(state) for problem in self.problems):
-                return state
-        return "running" if self.is_running else "ok"
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.update(state=self.state, overdue_after_seconds=self.overdue_after_seconds)
-        return _jsonable(data)
-
-
-@dataclass(frozen=True)
-class StatusReport:
-    checked_at: dt.datetime
-    schema: str
-    views: tuple[ViewStatus, ...] = field(default_factory=tuple)
-
-    @property
-    def healthy(self) -> bool:
-        return not any(view.problems for view in self.views)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "checked_at": self.checked_at.astimezone(dt.UTC).isoformat(),
-            "schema": self.schema,
-            "healthy": self.healthy,
-            "overdue_factor": OVERDUE_FACTOR,
-            "views": [view.to_dict() for view in self.views],
-        }
-
-
 def collect_status(
     settings: Settings, *, lock_grace_seconds: float = LOCK_GRACE_SECONDS
 ) -> StatusReport:
@@ -154,10 +104,13 @@ def collect_status(
     try:
         with psycopg.connect(settings.conninfo, autocommit=True, connect_timeout=10) as conn:
             report = _collect(conn, settings, lock_grace_seconds)
-    except psycopg.OperationalError as exc:
-        raise Unavailable(f"cannot read the refresh bookkeeping: {exc}") from exc
+    except psycopg.Error as exc:
+        raise pg_error(exc, "read the refresh bookkeeping") from exc
     _export_gauges(report)
-    return report
+    redis_problem = check_redis(settings.redis_url)
+    if redis_problem is None:
+        return report
+    return dataclasses.replace(report, problems=(*report.problems, redis_problem))
 
 
 def _collect(
@@ -167,7 +120,7 @@ def _collect(
     cursor = conn.cursor(row_factory=dict_row)
     now_row = cursor.execute("select now() as now").fetchone()
     assert now_row is not None
-    bookkeeping = [WATERMARKS_TABLE, RUNS_TABLE, QUEUE_TABLE]
+    bookkeeping = [WATERMARKS_TABLE, RUNS_TABLE, QUEUE_TABLE, RELATIONS_TABLE]
     relations = {
         row["relname"]: row["is_view"]
         for row in cursor.execute(_RELATIONS, {"schema": settings.schema, "names": bookkeeping})
@@ -191,6 +144,18 @@ def _collect(
             row["view_name"]: row["requested_at"] for row in cursor.execute(_QUEUE.format(queue))
         }
 
+    problems: list[str] = []
+    outdated: dict[str, str] = {}
+    if (built := table(RELATIONS_TABLE)) is not None:
+        problems = settings_drift(cursor, built, settings)
+        if watermarks is not None:
+            outdated = outdated_views(cursor, built, watermarks)
+    elif watermarks is not None:
+        problems.append(
+            f"settings: schema {settings.schema!r} has no {RELATIONS_TABLE} table (built by an"
+            " older dashquery), so its settings cannot be checked: run dbt build"
+        )
+
     names = [*MATERIALIZED_VIEWS, *sorted(set(marks) - set(MATERIALIZED_VIEWS))]
     views = tuple(
         _judge(
@@ -200,11 +165,22 @@ def _collect(
             mark=marks.get(name),
             run=runs.get(name),
             queued_at=queued.get(name),
+            outdated=outdated.get(name),
             lock_grace_seconds=lock_grace_seconds,
         )
         for name in names
     )
-    return StatusReport(checked_at=now_row["now"], schema=settings.schema, views=views)
+    return StatusReport(
+        checked_at=now_row["now"],
+        schema=settings.schema,
+        views=views,
+        problems=tuple(problems),
+        settings={
+            "schema": settings.schema,
+            "source_schema": settings.source_schema,
+            "timezone": settings.timezone,
+        },
+    )
 
 
 def _judge(
@@ -215,6 +191,7 @@ def _judge(
     mark: Mapping[str, Any] | None,
     run: Mapping[str, Any] | None,
     queued_at: dt.datetime | None,
+    outdated: str | None,
     lock_grace_seconds: float,
 ) -> ViewStatus:
     problems: list[str] = []
@@ -248,11 +225,13 @@ def _judge(
         and not any(problem.startswith("failed") for problem in problems)
     ):
         problems.append(f"failed: {mark['last_error'] or 'unknown error'}")
+    if outdated is not None and exists:
+        problems.append(outdated)
     age = mark["age_seconds"] if mark else None
     cadence = mark["cadence_minutes"] if mark else None
     if age is not None and cadence is not None and age > OVERDUE_FACTOR * cadence * 60:
         problems.append(
-            f"overdue: watermark {_human(age)} old, over {OVERDUE_FACTOR} x {cadence} min"
+            f"overdue: watermark {human_duration(age)} old, over {OVERDUE_FACTOR} x {cadence} min"
         )
     return ViewStatus(
         view=name,
@@ -286,30 +265,3 @@ def _export_gauges(report: StatusReport) -> None:
 
 def _seconds(milliseconds: float | None) -> float | None:
     return None if milliseconds is None else milliseconds / 1000
-
-
-def _human(seconds: float) -> str:
-    """Compact durations for people: 0.08s, 42s, 17m, 3.5h, 2.1d."""
-    if seconds < 10:
-        return f"{seconds:.2g}s"
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
-
-
-def human_duration(seconds: float | None) -> str:
-    return "-" if seconds is None else _human(seconds)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat()
-    return value

@@ -137,7 +137,10 @@ def test_status_is_green_after_a_build(
 def test_status_json_shape(run_cli: Any) -> None:
     code, report = status_json(run_cli)
     assert code == 0
-    assert set(report) == {"checked_at", "schema", "healthy", "overdue_factor", "views"}
+    assert set(report) == {
+        "checked_at", "schema", "healthy", "overdue_factor", "settings", "problems", "views"
+    }  # fmt: skip
+    assert report["problems"] == []
     assert dt.datetime.fromisoformat(report["checked_at"]).utcoffset() == dt.timedelta(0)
     assert report["overdue_factor"] == 2
     cadences = {"mv_current_state": 5, "mv_daily_warranty": 60}
