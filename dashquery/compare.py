@@ -8,6 +8,7 @@ dashboard that shows "this month" and "last month" side by side shares their cac
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
@@ -65,14 +66,17 @@ def _difference(current: MetricValue, previous: MetricValue) -> MetricValue:
     assert not isinstance(current, dict) and not isinstance(previous, dict)
     if isinstance(current, int) and isinstance(previous, int):
         return current - previous  # counts and cent sums: exact
-    # Numbers as the JSON shows them: a value read back from the cache is already a float,
-    # so subtracting exact Decimals would make a delta depend on where each side came from.
-    return float(current) - float(previous)
+    # Cached and computed values are the same Decimals (contract §4), so the delta is exact
+    # and the same on both paths. Subtraction is exact given the digits: the default 28 could
+    # round a difference of two long averages.
+    with decimal.localcontext(decimal.Context(prec=decimal.MAX_PREC)):
+        return Decimal(current) - Decimal(previous)
 
 
 def deltas(current: DashboardMetrics, previous: DashboardMetrics) -> dict[str, MetricValue]:
     """current - previous for every numeric key (per value for breakdowns): an int for
-    counts and cent sums, a float for the other numbers, None when either side is None.
+    counts and cent sums, an exact Decimal for the other numbers, None when either side is
+    None.
 
     The current-state keys are snapshots of now, the same in both results: their delta is 0.
     """
@@ -102,13 +106,20 @@ class ComparedMetrics(DashboardMetrics):
     def to_dict(self) -> dict[str, Any]:
         result = super().to_dict()
         assert self.comparison is not None
+        previous = self.comparison.to_dict()
         result["comparison"] = {
             "compare": self.compare,
-            **self.comparison.to_dict(),
-            "deltas": {key: _json(self.deltas[key]) for key in METRIC_KEYS},
+            **previous,
+            "deltas": {key: _json(result[key], previous[key]) for key in METRIC_KEYS},
         }
         return result
 
 
-def _json(value: MetricValue) -> Any:
-    return float(value) if isinstance(value, Decimal) else value
+def _json(current: Any, previous: Any) -> Any:
+    """A JSON delta is the difference of the two JSON values shown beside it (floats for the
+    numbers, as before), so a reader can check it against them; ``deltas`` is exact."""
+    if current is None or previous is None:
+        return None
+    if isinstance(current, dict):
+        return {key: current[key] - previous[key] for key in current}
+    return current - previous

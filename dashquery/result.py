@@ -12,7 +12,7 @@ from typing import Any, Literal
 from dashquery.contract import BREAKDOWN_VALUES, METRIC_KEYS, METRIC_KINDS
 
 Source = Literal["cache", "computed"]
-MetricValue = int | Decimal | float | None | dict[str, int]
+MetricValue = int | Decimal | None | dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,8 @@ class DashboardMetrics:
     """Every §3 metric for one organization and range, with provenance.
 
     ``metrics`` holds exact values: ints, ``Decimal`` for numeric sums and ratios, dicts for
-    breakdowns. ``to_dict()`` turns them into JSON-ready ints and floats.
+    breakdowns. ``to_dict()`` turns them into JSON-ready ints and floats; ``to_document()``
+    is the cache's form, which ``from_document()`` reads back to the same types and values.
     """
 
     organization_id: uuid.UUID
@@ -77,10 +78,18 @@ class DashboardMetrics:
         )
         return result
 
+    def to_document(self) -> dict[str, Any]:
+        """``to_dict()`` of the plain result with every Decimal as its exact string: a JSON
+        number would come back a binary float (contract §4: same type and value cached)."""
+        document = DashboardMetrics.to_dict(self)
+        document.update({key: exact_json(self.metrics[key]) for key in METRIC_KEYS})
+        return document
+
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DashboardMetrics:
-        """Rebuild from ``to_dict()`` output; raises ``ValueError``/``KeyError``/``TypeError``
-        on anything that is not exactly that shape (how the cache spots a bad value)."""
+    def from_document(cls, data: Mapping[str, Any]) -> DashboardMetrics:
+        """Rebuild from ``to_document()`` output; raises ``ValueError``/``KeyError``/
+        ``TypeError``/``ArithmeticError`` on anything that is not exactly that shape (how the
+        cache spots a bad value)."""
         metrics: dict[str, MetricValue] = {}
         for key in METRIC_KEYS:
             metrics[key] = _checked(key, data[key])
@@ -104,6 +113,22 @@ def _json_value(value: MetricValue) -> Any:
     return value
 
 
+def exact_json(value: Any) -> Any:
+    """A value for the cache's JSON: a Decimal as its exact string (``str`` keeps its digits
+    and exponent, so ``Decimal(str(d))`` is ``d``), anything else as it is."""
+    return str(value) if isinstance(value, Decimal) else value
+
+
+def exact_decimal(key: str, value: Any) -> Decimal:
+    """The inverse of ``exact_json`` for a number; only a finite decimal string qualifies."""
+    if type(value) is not str:
+        raise TypeError(f"{key}: expected a decimal string, got {value!r}")
+    number = Decimal(value)  # raises decimal.InvalidOperation (an ArithmeticError)
+    if not number.is_finite():
+        raise ValueError(f"{key}: {value!r} is not a finite number")
+    return number
+
+
 def _checked(key: str, value: Any) -> MetricValue:
     kind = METRIC_KINDS[key]
     if kind == "int":
@@ -117,6 +142,4 @@ def _checked(key: str, value: Any) -> MetricValue:
         if any(type(count) is not int for count in value.values()):
             raise TypeError(f"{key}: counts must be ints, got {value!r}")
         return value
-    if value is not None and (type(value) not in (int, float)):
-        raise TypeError(f"{key}: expected a number or null, got {value!r}")
-    return value
+    return None if value is None else exact_decimal(key, value)

@@ -38,7 +38,7 @@ from dashquery.hybrid import (
     HybridStatements,
 )
 from dashquery.request import MetricsRequest
-from dashquery.result import BlockFreshness, Source
+from dashquery.result import BlockFreshness, Source, exact_decimal, exact_json
 
 SERIES_TTL_SECONDS = 15 * 60  # the seeds' TTL for charts
 GRAINS = ("day", "week", "month")
@@ -52,9 +52,10 @@ SERIES_METRICS: dict[str, DailyBlock] = {
         "jobs_completed", "labor_hours", "warranty_claims", "kwh_deployed",
     )
 }  # fmt: skip
-_FORMAT = b"dqs1"  # not the metrics' "dq1": a series payload has another shape
+# Not the metrics' "dq2": a series payload has another shape. dqs2: exact decimal strings.
+_FORMAT = b"dqs2"
 
-SeriesValue = int | Decimal | float
+SeriesValue = int | Decimal
 
 
 def period_starts(date_from: dt.date, date_to: dt.date, grain: str) -> Iterator[dt.date]:
@@ -110,8 +111,8 @@ class SeriesRequest:
 class Series:
     """One metric per period: ``points`` holds (period_start, value) for every period.
 
-    Values are ints for counts and cent sums, ``Decimal`` for numeric sums when computed
-    (floats once read back from the cache, as with ``DashboardMetrics``).
+    Values are ints for counts and cent sums, ``Decimal`` for numeric sums, whether computed
+    or read from the cache (``to_document``/``from_document``, as with ``DashboardMetrics``).
     """
 
     organization_id: uuid.UUID
@@ -150,21 +151,30 @@ class Series:
             "freshness": {block: f.to_dict() for block, f in self.freshness.items()},
         }
 
+    def to_document(self) -> dict[str, Any]:
+        """``to_dict()`` with Decimal values as exact strings: the cache's form."""
+        document = self.to_dict()
+        document["points"] = [
+            {"period_start": day.isoformat(), "value": exact_json(v)} for day, v in self.points
+        ]
+        return document
+
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Series:
-        """Rebuild from ``to_dict()``; raises ``ValueError``/``KeyError``/``TypeError`` on
-        anything else, including points that are not exactly the range's periods."""
+    def from_document(cls, data: Mapping[str, Any]) -> Series:
+        """Rebuild from ``to_document()``; raises ``ValueError``/``KeyError``/``TypeError``/
+        ``ArithmeticError`` on anything else, including points that are not exactly the
+        range's periods."""
         metric, grain = data["metric"], data["grain"]
         if metric not in SERIES_METRICS or grain not in GRAINS:
             raise ValueError(f"unknown metric or grain: {metric!r}, {grain!r}")
         date_from = dt.date.fromisoformat(data["date_from"])
         date_to = dt.date.fromisoformat(data["date_to"])
-        allowed = (int,) if METRIC_KINDS[metric] == "int" else (int, float)
-        points = [(dt.date.fromisoformat(p["period_start"]), p["value"]) for p in data["points"]]
+        points = [
+            (dt.date.fromisoformat(p["period_start"]), _value(metric, p["value"]))
+            for p in data["points"]
+        ]
         if [day for day, _ in points] != list(period_starts(date_from, date_to, grain)):
             raise ValueError("points do not cover the range's periods")
-        if any(type(value) not in allowed for _, value in points):
-            raise TypeError(f"{metric}: values must be {allowed}")
         return cls(
             organization_id=uuid.UUID(data["organization_id"]),
             metric=metric,
@@ -181,6 +191,14 @@ class Series:
 
 def _json(value: SeriesValue) -> int | float:
     return float(value) if isinstance(value, Decimal) else value
+
+
+def _value(metric: str, value: Any) -> SeriesValue:
+    if METRIC_KINDS[metric] != "int":
+        return exact_decimal(metric, value)
+    if type(value) is not int:
+        raise TypeError(f"{metric}: expected an int, got {value!r}")
+    return value
 
 
 class SeriesStatements:
@@ -236,7 +254,7 @@ class SeriesCache:
         generations are None when Redis is unavailable (then nothing is stored)."""
 
         def decode(document: Any) -> Series:
-            series = Series.from_dict(document)
+            series = Series.from_document(document)
             if series.request != request or series.timezone != self.cache.timezone:
                 raise ValueError("value belongs to another request")
             return series.with_source("cache")
@@ -250,7 +268,7 @@ class SeriesCache:
         self, request: SeriesRequest, series: Series, generations: tuple[bytes, bytes]
     ) -> None:
         self.cache.write(
-            self.key(request), _FORMAT, series.to_dict(), generations, self.ttl_seconds
+            self.key(request), _FORMAT, series.to_document(), generations, self.ttl_seconds
         )
 
 
