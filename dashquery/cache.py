@@ -1,40 +1,46 @@
 """The Redis cache of ``DashboardMetrics``: generation-scoped keys, validated values, a
 circuit breaker, and single-flight on misses.
 
-Keys: ``{namespace}:m:{org}:{from}:{to}`` where the namespace holds the contract version,
-both schemas and the time zone, so a result is only ever served to the configuration that
-computed it. Invalidation never touches those keys: ``invalidate_org`` and
-``invalidate_all`` INCR a generation counter (O(1), never KEYS or SCAN), and a value is only
+Keys: ``{namespace}:m:{org}:{from}:{to}``. The namespace (``cache_namespace``) is the
+contract version and a hash of the database's identity (cluster system identifier,
+database, deployment id, fingerprint of the view definitions), both schemas and the time
+zone: a result is only ever served to the database, deployment and configuration that
+computed it, even when two databases with the same schema names share one Redis.
+
+Invalidation never touches value keys: ``invalidate_org`` and ``invalidate_all`` INCR a
+generation counter under the namespace (O(1), never KEYS or SCAN), and a value is only
 served when the generations stored in it equal the current ones, read in the same MGET.
 Superseded values simply expire with their TTL.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import random
-import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
-from dashquery.observability import CACHE_LOOKUPS, REDIS_CIRCUIT_OPEN
+from dashquery.cache_redis import RedisGuard, Scope
+from dashquery.config import Settings
+from dashquery.contract import CONTRACT_VERSION
+from dashquery.errors import DashqueryError
+from dashquery.observability import CACHE_LOOKUPS
 from dashquery.request import MetricsRequest
 from dashquery.result import DashboardMetrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_FORMAT = b"dq1"
-GEN_ALL_KEY = "dq:gen:all"
+# dq2: decimals are exact strings in the payload (dq1 held JSON floats).
+_FORMAT = b"dq2"
+Generations = tuple[bytes, bytes]
 # Deleting the lock only if we still own it: KEYS[1] - lock key, ARGV[1] - our token.
 _RELEASE_LOCK = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -42,13 +48,21 @@ return 0
 """
 
 
-def org_generation_key(organization_id: uuid.UUID) -> str:
-    return f"dq:gen:org:{organization_id}"
+@functools.lru_cache(maxsize=64)
+def _namespace(identity: str, source_schema: str, schema: str, timezone: str) -> str:
+    # Unit separators: no schema name (which may hold ':' or spaces) can fake another's.
+    parts = "\x1f".join([identity, source_schema, schema, timezone])
+    return f"dq:v{CONTRACT_VERSION}:" + hashlib.sha256(parts.encode()).hexdigest()[:20]
+
+
+def cache_namespace(identity: str, settings: Settings) -> str:
+    """The key prefix of one database identity (``Computer.identity()``) and settings."""
+    return _namespace(identity, settings.source_schema, settings.schema, settings.timezone)
 
 
 @dataclass(frozen=True, slots=True)
 class CacheKey:
-    """Where one request's result lives, and its single-flight lock."""
+    """Where one request's result lives, and the prefix of its single-flight locks."""
 
     value: str
     lock: str
@@ -59,22 +73,31 @@ class Lookup:
     """A cache read: the result if valid, and the generations to store a new one under."""
 
     result: DashboardMetrics | None
-    generations: tuple[bytes, bytes] | None
+    generations: Generations | None
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    key: str
+    token: str
 
 
 class MetricsCache:
-    """Redis behind a circuit breaker: a dead or slow Redis costs one short timeout, then
-    nothing until ``breaker_seconds`` have passed; the read path just computes.
+    """Redis behind a circuit breaker (``RedisGuard``): a dead or slow Redis costs one short
+    timeout, then nothing until ``breaker_seconds`` have passed; the read path just computes.
 
-    Invalidations that fail while Redis is down are remembered and replayed as soon as it
-    answers again; those lost with the process are bounded by the TTL.
+    ``namespace`` is a string or a function returning it (``Client`` passes one reading
+    ``Computer.identity()``, which changes when the views' definitions do). Invalidations
+    that fail while Redis is down are replayed as soon as it answers again, by a background
+    thread if this process makes no other call; those lost with the process are bounded by
+    the TTL.
     """
 
     def __init__(
         self,
         url: str,
         *,
-        namespace: str,
+        namespace: str | Callable[[], str],
         timezone: str,
         ttl_seconds: float = 300.0,
         ttl_jitter: float = 0.1,
@@ -82,98 +105,47 @@ class MetricsCache:
         breaker_seconds: float = 5.0,
         lock_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        server_check_seconds: float = 60.0,
     ) -> None:
-        self.redis = redis.Redis.from_url(
+        self.guard = RedisGuard(
             url,
+            replay=self._incr_generations,
             socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
+            breaker_seconds=breaker_seconds,
+            clock=clock,
+            check_seconds=server_check_seconds,
         )
-        self.namespace = namespace
+        self.redis = self.guard.redis
+        self._namespace = namespace
         self.timezone = timezone
         self.ttl_seconds = ttl_seconds
         self.ttl_jitter = ttl_jitter
-        self.breaker_seconds = breaker_seconds
         self.lock_seconds = lock_seconds
         self.clock = clock
         self._release_lock = self.redis.register_script(_RELEASE_LOCK)
-        self._state_lock = threading.Lock()
-        self._open_until = 0.0
-        # Generation keys whose INCR failed -> the sequence number of the latest failure.
-        self._pending: dict[str, int] = {}
-        self._pending_seq = 0
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace if isinstance(self._namespace, str) else self._namespace()
+
+    def generation_key(self, scope: Scope) -> str:
+        if scope is None:
+            return f"{self.namespace}:gen:all"
+        return f"{self.namespace}:gen:org:{scope}"
 
     def key(self, request: MetricsRequest) -> CacheKey:
         value = (
             f"{self.namespace}:m:{request.organization_id}:{request.date_from}:{request.date_to}"
         )
-        return CacheKey(
-            value=value,
-            lock=value + ":lock",
-        )
-
-    # -- circuit breaker -------------------------------------------------------------
+        return CacheKey(value=value, lock=value + ":lock")
 
     @property
     def available(self) -> bool:
-        return self.clock() >= self._open_until
+        return self.guard.available
 
-    def _call(self, operation: Callable[[], T], default: T) -> T:
-        if not self.available:
-            return default
-        try:
-            if self._pending:
-                # Invalidations missed while Redis was unreachable go first, so that the call
-                # which finds Redis back can never serve a value they cover.
-                self._replay_pending()
-            value = operation()
-        except redis.RedisError as exc:
-            with self._state_lock:
-                was_closed = self._open_until == 0.0
-                self._open_until = self.clock() + self.breaker_seconds
-            REDIS_CIRCUIT_OPEN.set(1)
-            if was_closed:
-                log.warning(
-                    "Redis unavailable (%s); serving computed results for %.0f s before retrying",
-                    exc,
-                    self.breaker_seconds,
-                )
-            return default
-        if self._open_until:
-            self._recovered()
-        return value
-
-    def _recovered(self) -> None:
-        with self._state_lock:
-            if not self._open_until:
-                return
-            self._open_until = 0.0
-        REDIS_CIRCUIT_OPEN.set(0)
-        log.warning("Redis is back; using the cache again")
-
-    def _remember_invalidation(self, generation_key: str) -> None:
-        with self._state_lock:
-            self._pending_seq += 1
-            self._pending[generation_key] = self._pending_seq
-
-    def _replay_pending(self) -> None:
-        """INCR every generation whose invalidation failed; raises RedisError if Redis can't.
-
-        An entry is forgotten only once its INCR succeeded and no newer failure of the same
-        key came in meanwhile; replaying one twice merely invalidates twice.
-        """
-        with self._state_lock:
-            pending = dict(self._pending)
-        pipe = self.redis.pipeline(transaction=False)
-        for generation_key in pending:
-            pipe.incr(generation_key)
-        pipe.execute()
-        with self._state_lock:
-            for generation_key, seq in pending.items():
-                if self._pending.get(generation_key) == seq:
-                    del self._pending[generation_key]
-        log.warning("replayed %d invalidation(s) missed while Redis was unavailable", len(pending))
+    def check_server(self) -> str | None:
+        """None when the cache can use this Redis, else the problem (``dashquery status``)."""
+        return self.guard.check_server()
 
     # -- values ----------------------------------------------------------------------
 
@@ -181,7 +153,7 @@ class MetricsCache:
         key = self.key(request)
 
         def decode(document: Any) -> DashboardMetrics:
-            result = DashboardMetrics.from_dict(document)
+            result = DashboardMetrics.from_document(document)
             if (
                 result.organization_id != request.organization_id
                 or result.date_from != request.date_from
@@ -198,10 +170,10 @@ class MetricsCache:
         return Lookup(result, generations)
 
     def store(
-        self, request: MetricsRequest, result: DashboardMetrics, generations: tuple[bytes, bytes]
+        self, request: MetricsRequest, result: DashboardMetrics, generations: Generations
     ) -> None:
         self.write(
-            self.key(request).value, _FORMAT, result.to_dict(), generations, self.ttl_seconds
+            self.key(request).value, _FORMAT, result.to_document(), generations, self.ttl_seconds
         )
 
     def read(
@@ -210,19 +182,19 @@ class MetricsCache:
         organization_id: uuid.UUID,
         fmt: bytes,
         decode: Callable[[Any], T],
-    ) -> tuple[T | None, tuple[bytes, bytes] | None, str]:
+    ) -> tuple[T | None, Generations | None, str]:
         """One MGET of a value and the generations guarding it, the envelope checked.
 
         Returns the decoded value (None unless it is intact, of format ``fmt``, stored under
         the current generations, and accepted by ``decode``, which raises ``ValueError``,
         ``KeyError`` or ``TypeError`` for anything else), the generations to store a new
-        value under (None while Redis is unavailable) and the outcome: hit, miss, stale,
-        corrupt or unavailable.
+        value under (None while Redis is unavailable or unsafe) and the outcome: hit, miss,
+        stale, corrupt, unavailable or disabled.
         """
-        keys = [key, GEN_ALL_KEY, org_generation_key(organization_id)]
-        raw = self._call(lambda: self.redis.mget(keys), None)
+        keys = [key, self.generation_key(None), self.generation_key(organization_id)]
+        raw = self.guard.call(lambda: self.redis.mget(keys), None)
         if raw is None:
-            return None, None, "unavailable"
+            return None, None, "unavailable" if self.guard.problem is None else "disabled"
         value, gen_all, gen_org = raw
         generations = (gen_all or b"0", gen_org or b"0")
         if value is None:
@@ -234,7 +206,7 @@ class MetricsCache:
             if (stored_all, stored_org) != generations:
                 return None, generations, "stale"
             return decode(json.loads(payload)), generations, "hit"
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
             log.warning("discarding a corrupt cache value at %s: %s", key, exc)
             return None, generations, "corrupt"
 
@@ -243,35 +215,37 @@ class MetricsCache:
         key: str,
         fmt: bytes,
         document: Any,
-        generations: tuple[bytes, bytes],
+        generations: Generations,
         ttl_seconds: float,
     ) -> None:
         """Store ``document`` as JSON in a checksummed envelope tagged with the generations
-        it was computed under, expiring after ``ttl_seconds`` ± the jitter."""
+        it was computed under, expiring after ``ttl_seconds`` ± the jitter (every value has
+        a TTL: that is what makes a ``volatile-*`` policy evict values, never counters)."""
         payload = json.dumps(document, separators=(",", ":")).encode()
         value = b"|".join([fmt, *generations, b"%08x" % zlib.crc32(payload), payload])
         ttl = ttl_seconds * (1 + random.uniform(-self.ttl_jitter, self.ttl_jitter))
-        self._call(lambda: self.redis.set(key, value, px=int(ttl * 1000)), None)
+        self.guard.call(lambda: self.redis.set(key, value, px=max(1, int(ttl * 1000))), None)
 
     # -- single flight ---------------------------------------------------------------
 
-    def try_lock(self, request: MetricsRequest) -> str | None:
+    def try_lock(self, request: MetricsRequest, generations: Generations) -> Lock | None:
         """A short Redis lock so one process computes a missing key; None if another has it.
 
-        When Redis is unavailable everyone "gets" the lock: computing is always safe.
+        The lock belongs to the generations the caller read: a computation that started
+        before an invalidation holds the old generations' lock, so a call after it computes
+        at once instead of waiting for a value it could not use. When Redis is unavailable
+        everyone "gets" the lock: computing is always safe.
         """
-        token = uuid.uuid4().hex
-        got = self._call(
-            lambda: self.redis.set(
-                self.key(request).lock, token, nx=True, px=int(self.lock_seconds * 1000)
-            ),
+        lock = Lock(f"{self.key(request).lock}:{generations[0].decode()}:{generations[1].decode()}",
+                    uuid.uuid4().hex)  # fmt: skip
+        got = self.guard.call(
+            lambda: self.redis.set(lock.key, lock.token, nx=True, px=int(self.lock_seconds * 1000)),
             True,
         )
-        return token if got else None
+        return lock if got else None
 
-    def release(self, request: MetricsRequest, token: str) -> None:
-        lock_key = self.key(request).lock
-        self._call(lambda: self._release_lock(keys=[lock_key], args=[token]), None)
+    def release(self, lock: Lock) -> None:
+        self.guard.call(lambda: self._release_lock(keys=[lock.key], args=[lock.token]), None)
 
     def wait_for(self, request: MetricsRequest, poll_seconds: float = 0.005) -> Lookup:
         """Poll for the value another process is computing, up to the lock's lifetime."""
@@ -286,14 +260,27 @@ class MetricsCache:
 
     # -- invalidation ----------------------------------------------------------------
 
+    def _incr_generations(self, scopes: Sequence[Scope]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for scope in scopes:
+            pipe.incr(self.generation_key(scope))
+        pipe.execute()
+
+    def _invalidate(self, scope: Scope) -> None:
+        try:
+            done = self.guard.call(lambda: self._incr_generations([scope]) or True, False,
+                                   always=True)  # fmt: skip
+        except DashqueryError as exc:  # no namespace yet (PostgreSQL unreachable): later
+            log.warning("invalidation deferred until the database answers: %s", exc)
+            done = False
+        if not done:
+            self.guard.remember(scope)
+
     def invalidate_org(self, organization_id: uuid.UUID) -> None:
-        key = org_generation_key(organization_id)
-        if self._call(lambda: self.redis.incr(key), None) is None:
-            self._remember_invalidation(key)
+        self._invalidate(organization_id)
 
     def invalidate_all(self) -> None:
-        if self._call(lambda: self.redis.incr(GEN_ALL_KEY), None) is None:
-            self._remember_invalidation(GEN_ALL_KEY)
+        self._invalidate(None)
 
     def close(self) -> None:
-        self.redis.close()
+        self.guard.close()

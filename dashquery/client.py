@@ -5,17 +5,16 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from concurrent.futures import Future
 from types import TracebackType
 from typing import Self
 
 from dashquery import events
-from dashquery.cache import Lookup, MetricsCache
+from dashquery.cache import Lookup, MetricsCache, cache_namespace
 from dashquery.compare import ComparedMetrics, comparison_request, parse_compare
 from dashquery.compute import Computer
 from dashquery.config import Settings
 from dashquery.connection import ReadPool
-from dashquery.contract import CONTRACT_VERSION
+from dashquery.flights import Flights
 from dashquery.observability import REQUEST_SECONDS
 from dashquery.request import MetricsRequest, parse_organization_id
 from dashquery.result import DashboardMetrics
@@ -68,20 +67,13 @@ class Client:
         if cache:
             self.cache = MetricsCache(
                 self.settings.redis_url,
-                namespace=":".join(
-                    [
-                        "dq",
-                        f"v{CONTRACT_VERSION}",
-                        self.settings.source_schema,
-                        self.settings.schema,
-                        self.settings.timezone,
-                    ]
-                ),
+                # A function: the identity is the database's (read at discovery) and changes
+                # with the views' definitions, so a deploy starts a namespace of its own.
+                namespace=self.cache_namespace,
                 timezone=self.settings.timezone,
                 ttl_seconds=cache_ttl_seconds,
             )
-        self._inflight: dict[MetricsRequest, Future[DashboardMetrics]] = {}
-        self._inflight_lock = threading.Lock()
+        self._flights: Flights[DashboardMetrics] = Flights()
         self.series = SeriesReader(self.computer, self.cache)
 
     def get_metrics(
@@ -124,13 +116,23 @@ class Client:
             SeriesRequest.parse(organization_id, metric, date_from, date_to, grain)
         )
 
+    def cache_namespace(self) -> str:
+        """The Redis key prefix of this database, deployment, view definitions and settings."""
+        return cache_namespace(self.computer.identity(), self.settings)
+
     def _metrics(self, request: MetricsRequest) -> DashboardMetrics:
         started = time.perf_counter()
+        epoch = self._flights.epoch(request.organization_id)  # before the lookup: see flights
         lookup = self.cache.lookup(request) if self.cache else Lookup(None, None)
         if lookup.result is not None:
             REQUEST_SECONDS.labels("cache").observe(time.perf_counter() - started)
             return lookup.result
-        result = self._single_flight(request, lookup)
+        # Threads of this process share one computation per key (request, generations,
+        # epochs): never one an invalidation they come after has overtaken ...
+        result = self._flights.run(
+            (request, lookup.generations, epoch),
+            lambda: self._compute_once_across_processes(request, lookup),
+        )
         REQUEST_SECONDS.labels(result.source).observe(time.perf_counter() - started)
         return result
 
@@ -140,34 +142,14 @@ class Client:
         """The hybrid read without the cache (what a cache miss runs)."""
         return self.computer.compute(MetricsRequest.parse(organization_id, date_from, date_to))
 
-    def _single_flight(self, request: MetricsRequest, lookup: Lookup) -> DashboardMetrics:
-        # Threads of this process share one computation per key ...
-        with self._inflight_lock:
-            future = self._inflight.get(request)
-            leader = future is None
-            if future is None:
-                future = self._inflight[request] = Future()
-        if not leader:
-            return future.result()
-        try:
-            result = self._compute_once_across_processes(request, lookup)
-            future.set_result(result)
-            return result
-        except BaseException as exc:
-            future.set_exception(exc)
-            raise
-        finally:
-            with self._inflight_lock:
-                del self._inflight[request]
-
     def _compute_once_across_processes(
         self, request: MetricsRequest, lookup: Lookup
     ) -> DashboardMetrics:
-        # ... and processes share one through a short Redis lock.
+        # ... and processes share one through a short Redis lock of those generations.
         if self.cache is None or lookup.generations is None:
             return self.computer.compute(request)
-        token = self.cache.try_lock(request)
-        if token is None:
+        lock = self.cache.try_lock(request, lookup.generations)
+        if lock is None:
             waited = self.cache.wait_for(request)
             if waited.result is not None:
                 return waited.result
@@ -181,15 +163,22 @@ class Client:
             self.cache.store(request, result, again.generations or lookup.generations)
             return result
         finally:
-            self.cache.release(request, token)
+            self.cache.release(lock)
 
     def invalidate_org(self, organization_id: uuid.UUID | str) -> None:
-        """Drop every cached result of the organization (O(1): bumps its generation)."""
+        """Drop every cached result of the organization (O(1): bumps its generation).
+
+        Never raises for Redis: an INCR that fails is retried in the background until Redis
+        answers. A call that starts after this returned never gets a value computed before.
+        """
+        org = parse_organization_id(organization_id)
+        self._flights.invalidated(org)
         if self.cache:
-            self.cache.invalidate_org(parse_organization_id(organization_id))
+            self.cache.invalidate_org(org)
 
     def invalidate_all(self) -> None:
-        """Drop every cached result (O(1): bumps the global generation)."""
+        """Drop every cached result (O(1): bumps the global generation); as invalidate_org."""
+        self._flights.invalidated(None)
         if self.cache:
             self.cache.invalidate_all()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-CONTRACT_VERSION: Final = "1"
+CONTRACT_VERSION: Final = "2"
 MAX_RANGE_DAYS: Final = 3660
 
 OPPORTUNITY_STAGES: Final = ("new", "qualified", "proposal", "negotiation", "won", "lost")

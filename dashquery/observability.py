@@ -11,7 +11,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 CACHE_LOOKUPS = Counter(
     "dashquery_cache_lookups_total",
-    "Cache lookups by outcome: hit, miss, stale (older generation), corrupt, unavailable.",
+    "Cache lookups by outcome: hit, miss, stale (older generation), corrupt, unavailable,"
+    " disabled (Redis memory policy unsafe).",
     ["outcome"],
 )
 REQUEST_SECONDS = Histogram(
@@ -30,4 +31,8 @@ VIEW_WATERMARK_AGE = Gauge(
 )
 REFRESH_SECONDS = Gauge(
     "dashquery_view_refresh_seconds", "Duration of each view's last successful refresh.", ["view"]
+)
+REDIS_UNSAFE = Gauge(
+    "dashquery_redis_unsafe",
+    "1 while Redis's maxmemory policy could lose an invalidation, so the cache is not used.",
 )
