@@ -23,6 +23,7 @@ import redis
 from dashquery import Client, Settings
 from dashquery.devstack import LocalStack, StackError
 from dashquery.request import MetricsRequest
+from tests.python.cache_support import add_order_now
 from tests.python.faults_support import (
     FakeClock,
     TcpProxy,
@@ -233,3 +234,34 @@ def test_readers_keep_answering_while_redis_goes_down_and_back(
     assert all(equal for _t, _source, equal in seen)
     during = [source for t, source, _ in seen if down < t < up]
     assert during.count("computed") > 4, "reads went on, computed, during the outage"
+
+
+def test_an_idle_process_replays_its_invalidation_once_redis_is_back(
+    stack: LocalStack, own_dashboard: Dashboard
+) -> None:
+    """Issue 11 item 6a: B invalidates while Redis is frozen and then makes no call at all;
+    A, which cached the value before, must see the new one soon after Redis thaws: B's
+    background replay sends the INCR (within B's breaker period, 5 s), not B's next read."""
+    org, date_from, date_to = last_quarter(own_dashboard)
+    with Client(settings=own_dashboard.settings) as a, Client(settings=own_dashboard.settings) as b:
+        patient_cache(a)
+        b.cache_namespace()  # B has met the database (not Redis) before the freeze
+        first = a.get_metrics(org, date_from, date_to)
+        assert a.get_metrics(org, date_from, date_to).source == "cache"
+        add_order_now(own_dashboard, org)
+        stack.pause_redis()
+        try:
+            b.invalidate_org(org)
+        finally:
+            stack.resume_redis()
+        thawed = time.monotonic()
+        fresh = poll(
+            lambda: (r := a.get_metrics(org, date_from, date_to)).source == "computed" and r,
+            seconds=15,
+            what="A to see B's invalidation",
+        )
+        waited = time.monotonic() - thawed
+    assert fresh["orders_count"] == first["orders_count"] + 1
+    with own_dashboard.connect() as conn:
+        assert_matches_naive(conn, own_dashboard.settings, fresh)
+    assert waited < BREAKER + 2, f"replayed {waited:.1f} s after Redis came back"
