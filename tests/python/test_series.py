@@ -229,8 +229,9 @@ def test_comparison_matches_naive_and_deltas_are_differences(
                         expected = None
                     elif METRIC_KINDS[key] == "int":
                         expected = now - then  # type: ignore[operator]
-                    else:  # numbers subtract as the JSON shows them, cached or not
-                        expected = float(now) - float(then)  # type: ignore[arg-type]
+                    else:  # exact Decimals, cached or not (contract §4)
+                        expected = now - then  # type: ignore[operator]
+                        assert type(result.deltas[key]) is Decimal, key
                     assert result.deltas[key] == expected, key
 
 
