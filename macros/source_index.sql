@@ -4,6 +4,8 @@
   the application's writes (and cannot run in a transaction, hence after_commit); IF NOT
   EXISTS makes every later run free. The name ends in a hash of the definition, which embeds
   the time zone, so a changed zone builds a matching index instead of keeping a useless one.
+  The index name is quoted like every identifier (it is lowercase, so existing indexes keep
+  their names); the table is a Relation, quoted by dbt.
 #}
 {% macro source_index(table, name, columns, where=none, include=none) -%}
     {%- set body -%}
@@ -12,7 +14,7 @@
         {%- if where %} where {{ where }}{% endif %}
     {%- endset -%}
     {%- set index_name = 'dq_' ~ table ~ '_' ~ name ~ '_' ~ local_md5(body)[:8] -%}
-    create index concurrently if not exists {{ index_name }}
+    create index concurrently if not exists {{ adapter.quote(index_name) }}
     on {{ source('application', table) }} {{ body }}
 {%- endmacro %}
 

@@ -5,12 +5,12 @@
 #}
 {% macro symmetric_difference(left, right) %}
     select
-        '{{ left }} only' as side,
+        {{ dashquery_literal(left ~ ' only') }} as side,
         left_only.*
     from (select * from {{ left }} except select * from {{ right }}) as left_only
     union all
     select
-        '{{ right }} only' as side,
+        {{ dashquery_literal(right ~ ' only') }} as side,
         right_only.*
     from (select * from {{ right }} except select * from {{ left }}) as right_only
 {% endmacro %}

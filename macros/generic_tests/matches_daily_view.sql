@@ -10,7 +10,7 @@
     split as (
         select (watermark at time zone '{{ dashquery_timezone() }}')::date as split_day
         from {{ bookkeeping_relation('dashquery_watermarks') }}
-        where view_name = '{{ model.identifier }}'
+        where view_name = {{ dashquery_literal(model.identifier) }}
     ),
 
     materialized as (

@@ -36,5 +36,5 @@ select
     indexdef as definition
 from pg_catalog.pg_indexes
 where
-    schemaname = '{{ source("application", "orders").schema }}'
+    schemaname = {{ dashquery_literal(source("application", "orders").schema) }}
     and indexname like 'dq\_%'

@@ -1,0 +1,30 @@
+{#
+  dashquery_literal: a value as a SQL string literal, quotes doubled. Every name spliced into
+  a literal (schema, view, invocation id, error text) goes through it, so a schema such as
+  `Dash Views` or `O'Brien` can never end the literal early (issue 11 item 13). Identifiers
+  go through Relation objects or adapter.quote instead.
+#}
+{% macro dashquery_literal(value) -%}
+    '{{ (value | string) | replace("'", "''") }}'
+{%- endmacro %}
+
+
+{#
+  dashquery_text_array: a list of strings as a text[] literal (an empty list gives an empty
+  array, not a syntax error).
+#}
+{% macro dashquery_text_array(values) -%}
+    array[{% for value in values %}{{ dashquery_literal(value) }}{{ ", " if not loop.last }}{% endfor %}]::text[]
+{%- endmacro %}
+
+
+{#
+  dashquery_source_schema: the application schema the sources point at (DASHQUERY_SOURCE_SCHEMA,
+  as _sources.yml reads it), recorded beside every relation built.
+#}
+{% macro dashquery_source_schema() -%}
+    {%- for node in graph.sources.values() if node.source_name == 'application' -%}
+        {{ return(node.schema) }}
+    {%- endfor -%}
+    {{ exceptions.raise_compiler_error("dashquery: no 'application' source is defined") }}
+{%- endmacro %}
