@@ -6,7 +6,17 @@
     `dashquery status` reads.
   - dashquery_refresh_queue: views whose history changed (dashquery.notify), drained by
     `dashquery refresh --queued`.
-  Created with IF NOT EXISTS so every run can call it; never dropped by dbt.
+  - dashquery_relations: one row per relation built by dashboard_view / dashboard_mv, written
+    in the transaction of its DDL (or refresh): its definition hash and the settings
+    (DASHQUERY_TIMEZONE, DASHQUERY_SOURCE_SCHEMA) it was built with, which the read path
+    checks against its own (settings drift, issue 11 item 2).
+  - dashquery_watermarks.upstream_views / upstream_hash: the daily views an mv selects from
+    and their definition hashes as of its last refresh; when they differ from the current
+    ones, the mv holds data of an older definition (a partial deploy, item 3).
+  - dashquery_deployment: one row, a random id for this database's deployment; part of the
+    read path's cache identity.
+  Created with IF NOT EXISTS (columns with ADD COLUMN IF NOT EXISTS, for existing
+  deployments) so every run can call it; never dropped by dbt.
 #}
 {% macro create_bookkeeping_tables() %}
     create schema if not exists {{ adapter.quote(target.schema) }};
@@ -20,8 +30,11 @@
         definition_hash text not null,
         cadence_minutes integer,
         last_failed_at timestamptz,
-        last_error text
+        last_error text,
+        upstream_views text[],
+        upstream_hash text
     );
+    {{ dashquery_add_missing_columns('dashquery_watermarks', {'upstream_views': 'text[]', 'upstream_hash': 'text'}) }}
 
     create table if not exists {{ bookkeeping_relation('dashquery_refresh_runs') }} (
         run_id bigserial primary key,
@@ -45,7 +58,57 @@
         requested_at timestamptz not null default now(),
         reason text
     );
+
+    create table if not exists {{ bookkeeping_relation('dashquery_relations') }} (
+        relation_name text primary key,
+        kind text not null check (kind in ('view', 'materialized_view')),
+        definition_hash text not null,
+        timezone text not null,
+        source_schema text not null,
+        built_at timestamptz not null
+    );
+
+    create table if not exists {{ bookkeeping_relation('dashquery_deployment') }} (
+        deployment_id uuid primary key,
+        created_at timestamptz not null
+    );
+    {#- one row ever: the unique index on a constant makes a racing second insert a no-op -#}
+    create unique index if not exists dashquery_deployment_one_row
+    on {{ bookkeeping_relation('dashquery_deployment') }} ((true));
+    insert into {{ bookkeeping_relation('dashquery_deployment') }} (deployment_id, created_at)
+    select gen_random_uuid(), now()
+    where not exists (select 1 from {{ bookkeeping_relation('dashquery_deployment') }})
+    on conflict do nothing;
+
+    {{ dashquery_grant_read_access(['dashquery_watermarks', 'dashquery_refresh_runs',
+        'dashquery_refresh_queue', 'dashquery_relations', 'dashquery_deployment']) }}
 {% endmacro %}
+
+
+{#
+  dashquery_add_missing_columns: ALTER TABLE ... ADD COLUMN for the columns an existing
+  deployment's table lacks, and nothing at all when none is missing. Not a plain ADD COLUMN IF
+  NOT EXISTS: that takes an ACCESS EXCLUSIVE lock even when every column exists, so each
+  run's on-run-start would queue behind any long reader of the table (the read path reads
+  dashquery_watermarks in every statement) and every reader behind it. The one real ALTER
+  runs under dashquery_retrying_on_lock.
+#}
+{% macro dashquery_add_missing_columns(table, columns) -%}
+    {%- if execute -%}
+        {%- set relation = bookkeeping_relation(table) -%}
+        {%- set found = run_query(
+            "select attname from pg_catalog.pg_attribute where attrelid = to_regclass("
+            ~ dashquery_literal(relation.include(database=false)) ~ ") and attnum > 0 and not attisdropped") -%}
+        {%- set existing = found.columns[0].values() | list -%}
+        {%- set adds = [] -%}
+        {%- for name, type in columns.items() if existing and name not in existing -%}
+            {%- do adds.append('add column if not exists ' ~ adapter.quote(name) ~ ' ' ~ type) -%}
+        {%- endfor -%}
+        {%- if adds -%}
+            {{ dashquery_retrying_on_lock(['alter table ' ~ relation ~ ' ' ~ adds | join(', ')]) }};
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
 
 
 {# bookkeeping_relation: a bookkeeping table in the target schema (DASHQUERY_SCHEMA). #}
@@ -70,16 +133,51 @@
         select 1
     {%- else -%}
         {%- for result in failed %}
-        {%- set message = (result.message or 'unknown error') | replace("'", "''") %}
+        {%- set message = dashquery_literal(result.message or 'unknown error') %}
         update {{ bookkeeping_relation('dashquery_refresh_runs') }}
-        set status = 'failed', finished_at = clock_timestamp(), error = '{{ message }}',
+        set status = 'failed', finished_at = clock_timestamp(), error = {{ message }},
             duration_ms = extract(epoch from clock_timestamp() - started_at) * 1000
-        where invocation_id = '{{ invocation_id }}'
-            and view_name = '{{ result.node.alias }}'
+        where invocation_id = {{ dashquery_literal(invocation_id) }}
+            and view_name = {{ dashquery_literal(result.node.alias) }}
             and status = 'running';
         update {{ bookkeeping_relation('dashquery_watermarks') }}
-        set last_failed_at = clock_timestamp(), last_error = '{{ message }}'
-        where view_name = '{{ result.node.alias }}';
+        set last_failed_at = clock_timestamp(), last_error = {{ message }}
+        where view_name = {{ dashquery_literal(result.node.alias) }};
         {%- endfor %}
     {%- endif -%}
+{% endmacro %}
+
+
+{#
+  dashquery_record_relation: upsert a relation's dashquery_relations row; call it in the
+  transaction of the relation's DDL or refresh, so the row always describes what readers see.
+  built_at moves only when the definition or the settings change.
+#}
+{% macro dashquery_record_relation(relation, kind, definition_hash) %}
+    insert into {{ bookkeeping_relation('dashquery_relations') }} as r
+        (relation_name, kind, definition_hash, timezone, source_schema, built_at)
+    values (
+        {{ dashquery_literal(relation.identifier) }}, {{ dashquery_literal(kind) }},
+        {{ dashquery_literal(definition_hash) }}, {{ dashquery_literal(dashquery_timezone()) }},
+        {{ dashquery_literal(dashquery_source_schema()) }}, clock_timestamp()
+    )
+    on conflict (relation_name) do update set
+        kind = excluded.kind,
+        definition_hash = excluded.definition_hash,
+        timezone = excluded.timezone,
+        source_schema = excluded.source_schema,
+        built_at = excluded.built_at
+    where (r.kind, r.definition_hash, r.timezone, r.source_schema)
+        is distinct from (excluded.kind, excluded.definition_hash, excluded.timezone, excluded.source_schema)
+{% endmacro %}
+
+
+{# dashquery_stored_definition_hash: the definition hash recorded for a relation, or none. #}
+{% macro dashquery_stored_definition_hash(relation, kind) %}
+    {% call statement('dashquery_stored_definition_hash', fetch_result=true) -%}
+        select max(definition_hash) from {{ bookkeeping_relation('dashquery_relations') }}
+        where relation_name = {{ dashquery_literal(relation.identifier) }}
+            and kind = {{ dashquery_literal(kind) }}
+    {%- endcall %}
+    {{ return(load_result('dashquery_stored_definition_hash').table.columns[0].values()[0]) }}
 {% endmacro %}

@@ -1,7 +1,7 @@
 {#
   The steps of the dashboard_mv materialization, one statement kind per macro. Identifiers
-  are composed by dbt's Relation objects; the few literals (view name, hash, invocation id)
-  are dbt-generated, never user input.
+  are composed by dbt's Relation objects or adapter.quote; every name spliced into a string
+  literal goes through dashquery_literal (a schema may be called `Dash Views` or `O'Brien`).
 #}
 
 {# dashboard_mv_log_start: a 'running' row, committed at once so even a killed run leaves a trace. #}
@@ -9,7 +9,7 @@
     {% call statement('dashboard_mv_log_start', fetch_result=true) -%}
         insert into {{ bookkeeping_relation('dashquery_refresh_runs') }}
             (invocation_id, view_name, status)
-        values ('{{ invocation_id }}', '{{ relation.identifier }}', 'running')
+        values ({{ dashquery_literal(invocation_id) }}, {{ dashquery_literal(relation.identifier) }}, 'running')
         returning run_id
     {%- endcall %}
     {{ adapter.commit() }}
@@ -24,8 +24,9 @@
   be gone before the refresh starts. A run that dies releases it with its session; a run
   whose refresh fails keeps it until dbt exits, seconds later.
 #}
+{#- The key's text is the raw 'dashquery:<schema>.<view>' (status.py computes the same). -#}
 {% macro dashboard_mv_lock_key(relation) -%}
-    hashtextextended('dashquery:{{ relation.schema }}.{{ relation.identifier }}', 0)
+    hashtextextended({{ dashquery_literal('dashquery:' ~ relation.schema ~ '.' ~ relation.identifier) }}, 0)
 {%- endmacro %}
 
 {% macro dashboard_mv_try_lock(relation) %}
@@ -51,20 +52,37 @@
 
 
 {#
-  dashboard_mv_definition_hash: what decides "rebuild" over "refresh". The compiled SQL is
-  mostly `select * from daily_x`, so the upstream views' current definitions are hashed too:
-  changing a daily view's logic or columns rebuilds the materialized view that reads it.
+  dashboard_mv_upstream_views: the relations of our daily views (dashboard_view) that this
+  model selects from, i.e. its dbt parents of that materialization.
 #}
-{% macro dashboard_mv_definition_hash(sql, unique_key, indexes) %}
+{% macro dashboard_mv_upstream_views() %}
     {%- set upstream = [] -%}
     {%- for node_id in model.depends_on.nodes if node_id in graph.nodes -%}
         {%- set node = graph.nodes[node_id] -%}
-        {%- do upstream.append(node.schema ~ '.' ~ node.alias) -%}
+        {%- if node.config.materialized == 'dashboard_view' -%}
+            {%- do upstream.append(api.Relation.create(
+                database=node.database, schema=node.schema, identifier=node.alias, type='view')) -%}
+        {%- endif -%}
     {%- endfor -%}
-    {%- set own = local_md5(sql ~ '|' ~ unique_key | join(',') ~ '|' ~ indexes | string) -%}
+    {{ return(upstream) }}
+{% endmacro %}
+
+
+{#
+  dashboard_mv_definition_hash: what decides "rebuild" over "refresh". The compiled SQL is
+  mostly `select * from daily_x`, so the upstream views' current definitions are hashed too:
+  changing a daily view's logic or columns rebuilds the materialized view that reads it.
+  The names given to to_regclass are quoted identifiers (a schema such as `Dash Views`).
+#}
+{% macro dashboard_mv_definition_hash(sql, unique_key, upstream_views) %}
+    {%- set names = [] -%}
+    {%- for view in upstream_views -%}
+        {%- do names.append(view.include(database=false) | string) -%}
+    {%- endfor -%}
+    {%- set own = local_md5(sql ~ '|' ~ unique_key | join(',')) -%}
     {% call statement('dashboard_mv_definition_hash', fetch_result=true) -%}
-        select md5('{{ own }}' || coalesce(string_agg(pg_get_viewdef(to_regclass(name)::oid, true), '|' order by name), ''))
-        from unnest(array[{{ "'" ~ upstream | join("', '") ~ "'" if upstream else "" }}]::text[]) as name
+        select md5({{ dashquery_literal(own) }} || coalesce(string_agg(pg_get_viewdef(to_regclass(name)::oid, true), '|' order by name), ''))
+        from unnest({{ dashquery_text_array(names) }}) as name
         where to_regclass(name) is not null
     {%- endcall %}
     {{ return(load_result('dashboard_mv_definition_hash').table.columns[0].values()[0]) }}
@@ -74,7 +92,7 @@
 {% macro dashboard_mv_stored_hash(relation) %}
     {% call statement('dashboard_mv_stored_hash', fetch_result=true) -%}
         select max(definition_hash) from {{ bookkeeping_relation('dashquery_watermarks') }}
-        where view_name = '{{ relation.identifier }}'
+        where view_name = {{ dashquery_literal(relation.identifier) }}
     {%- endcall %}
     {{ return(load_result('dashboard_mv_stored_hash').table.columns[0].values()[0]) }}
 {% endmacro %}
@@ -100,32 +118,30 @@
   old and rename the new in this same transaction. Readers keep using the old relation
   until commit and then see the new one; the relation is never missing. The old one is
   dropped without CASCADE: nothing should depend on it, and if something does we fail loudly.
+  The swap (the only step that needs the old relation's ACCESS EXCLUSIVE lock) runs under
+  dashquery_retrying_on_lock. The unique index is written by hand rather than with dbt's
+  get_create_index_sql, which names indexes by a hash: the read path and the docs know it
+  as <view>__key.
 #}
-{% macro dashboard_mv_build_and_swap(relation, existing_relation, sql, unique_key, indexes) %}
+{% macro dashboard_mv_build_and_swap(relation, existing_relation, sql, unique_key) %}
     {%- set building = relation.incorporate(path={'identifier': relation.identifier ~ '__dq_new'}) -%}
-    drop materialized view if exists {{ building }};
+    {%- set building_key = api.Relation.create(database=relation.database, schema=relation.schema, identifier=relation.identifier ~ '__dq_new_key') -%}
+    {%- set columns = [] -%}
+    {%- for column in unique_key -%}
+        {%- do columns.append(adapter.quote(column)) -%}
+    {%- endfor -%}
+    {%- set swap = [] -%}
+    {%- if existing_relation is not none -%}
+        {%- do swap.append(dashquery_drop_sql(existing_relation, if_exists=false)) -%}
+    {%- endif -%}
+    {%- do swap.append(get_rename_sql(building, adapter.quote(relation.identifier)) | trim) -%}
+    {%- do swap.append('alter index ' ~ building_key ~ ' rename to ' ~ adapter.quote(relation.identifier ~ '__key')) -%}
+    {{ dashquery_drop_sql(building) }};
     create materialized view {{ building }} as
     {{ sql }};
-    create unique index {{ relation.identifier ~ '__dq_new_key' }}
-    on {{ building }} ({{ unique_key | join(', ') }});
-    {%- for columns in indexes %}
-    create index {{ relation.identifier ~ '__dq_new_idx' ~ loop.index }}
+    create unique index {{ adapter.quote(building_key.identifier) }}
     on {{ building }} ({{ columns | join(', ') }});
-    {%- endfor %}
-    {%- if existing_relation is not none %}
-    {%- if existing_relation.type == 'materialized_view' %}
-    drop materialized view {{ existing_relation }};
-    {%- else %}
-    drop {{ existing_relation.type }} {{ existing_relation }};
-    {%- endif %}
-    {%- endif %}
-    alter materialized view {{ building }} rename to {{ relation.identifier }};
-    alter index {{ relation.schema }}.{{ relation.identifier ~ '__dq_new_key' }}
-    rename to {{ relation.identifier ~ '__key' }};
-    {%- for columns in indexes %}
-    alter index {{ relation.schema }}.{{ relation.identifier ~ '__dq_new_idx' ~ loop.index }}
-    rename to {{ relation.identifier ~ '__idx' ~ loop.index }};
-    {%- endfor %}
+    {{ dashquery_retrying_on_lock(swap) }};
     analyze {{ relation }};
 {% endmacro %}
 
@@ -133,23 +149,37 @@
 {#
   dashboard_mv_finish: the watermark and the run's success, in the refresh's transaction.
   Earlier 'running' rows of this view can only be runs that died (we hold its lock), so
-  they are closed as failed here.
+  they are closed as failed here. upstream_hash is read from dashquery_relations by this
+  transaction, so it names exactly the daily view definitions the refreshed data came from
+  (the read path compares it with the same expression evaluated now).
 #}
-{% macro dashboard_mv_finish(relation, run_id, action, definition_hash) %}
+{% macro dashboard_mv_finish(relation, run_id, action, definition_hash, upstream_views) %}
     {%- set cadences = var('dashquery_cadence_minutes', {}) -%}
     {%- set cadence = [] -%}
     {%- for tag in config.get('tags', []) if tag in cadences -%}
         {%- do cadence.append(cadences[tag]) -%}
     {%- endfor -%}
     {%- set watermark = "current_setting('dashquery.watermark')::timestamptz" -%}
+    {%- set view_name = dashquery_literal(relation.identifier) -%}
+    {%- set names = [] -%}
+    {%- for view in upstream_views -%}
+        {%- do names.append(view.identifier) -%}
+    {%- endfor -%}
     insert into {{ bookkeeping_relation('dashquery_watermarks') }} as w
         (view_name, watermark, refreshed_at, duration_ms, row_count, definition_hash,
-         cadence_minutes, last_failed_at, last_error)
+         cadence_minutes, last_failed_at, last_error, upstream_views, upstream_hash)
     select
-        '{{ relation.identifier }}', {{ watermark }}, clock_timestamp(),
+        {{ view_name }}, {{ watermark }}, clock_timestamp(),
         extract(epoch from clock_timestamp() - {{ watermark }}) * 1000,
-        (select count(*) from {{ relation }}), '{{ definition_hash }}',
-        {{ cadence | first if cadence else 'null' }}, null, null
+        (select count(*) from {{ relation }}), {{ dashquery_literal(definition_hash) }},
+        {{ cadence | first if cadence else 'null' }}, null, null,
+        upstream.views,
+        (
+            select string_agg(r.definition_hash, ',' order by r.relation_name)
+            from {{ bookkeeping_relation('dashquery_relations') }} as r
+            where r.relation_name = any(upstream.views)
+        )
+    from (select {{ dashquery_text_array(names) }} as views) as upstream
     on conflict (view_name) do update set
         watermark = excluded.watermark,
         refreshed_at = excluded.refreshed_at,
@@ -158,14 +188,16 @@
         definition_hash = excluded.definition_hash,
         cadence_minutes = excluded.cadence_minutes,
         last_failed_at = null,
-        last_error = null;
+        last_error = null,
+        upstream_views = excluded.upstream_views,
+        upstream_hash = excluded.upstream_hash;
     update {{ bookkeeping_relation('dashquery_refresh_runs') }} as r
     set status = 'success', action = '{{ action }}', finished_at = w.refreshed_at,
         duration_ms = w.duration_ms, watermark = w.watermark, row_count = w.row_count
     from {{ bookkeeping_relation('dashquery_watermarks') }} as w
-    where r.run_id = {{ run_id }} and w.view_name = '{{ relation.identifier }}';
+    where r.run_id = {{ run_id }} and w.view_name = {{ view_name }};
     update {{ bookkeeping_relation('dashquery_refresh_runs') }}
     set status = 'failed', finished_at = clock_timestamp(),
         error = 'interrupted: the run ended without committing (killed or lost connection)'
-    where view_name = '{{ relation.identifier }}' and status = 'running' and run_id < {{ run_id }};
+    where view_name = {{ view_name }} and status = 'running' and run_id < {{ run_id }};
 {% endmacro %}
