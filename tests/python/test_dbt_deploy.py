@@ -1,0 +1,385 @@
+"""Issue 11, dbt side: deploys that the read path can trust and that never stall readers.
+
+One module database whose schemas need quoting (views in ``Dash Views``, application data in
+``App Data``) and a read-only login role granted through ``var('dashquery_read_roles')``:
+
+- item 13: a full ``dbt build`` there succeeds and records every watermark;
+- items 2/3: the bookkeeping (``dashquery_relations``, ``upstream_views``/``upstream_hash``,
+  ``dashquery_deployment``) tells a partial deploy of a changed daily view apart;
+- item 11: an unchanged daily view costs no DDL, and DDL that must run (a changed view, a
+  rebuild's swap) never makes readers queue for longer than its lock_timeout;
+- item 14: the read role still reads every relation after rebuilds and definition changes.
+
+A changed definition is deployed from a copy of the project whose ``daily_orders.sql`` differs,
+as an engineer's branch would.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from dashquery.config import Settings
+from dashquery.dbt import PROJECT_DIR, DbtResult, run_dbt
+from dashquery.devstack import LocalStack
+from dashquery.generate import generate
+
+VIEW_SCHEMA = "Dash Views"
+SOURCE_SCHEMA = "App Data"
+LOCK_TIMEOUT_MS = 500
+MATERIALIZED = (
+    "mv_current_state",
+    "mv_daily_energy",
+    "mv_daily_jobs",
+    "mv_daily_orders",
+    "mv_daily_pipeline",
+    "mv_daily_warranty",
+    "mv_order_customer_days",
+)
+# What the read path evaluates against the watermark row's upstream_hash (design doc).
+CURRENT_UPSTREAM_HASH = """
+    select w.upstream_hash,
+        (select string_agg(r.definition_hash, ',' order by r.relation_name)
+         from {schema}.dashquery_relations as r
+         where r.relation_name = any(w.upstream_views))
+    from {schema}.dashquery_watermarks as w where w.view_name = %s
+"""
+
+Conn = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    settings: Settings
+    role: str
+    changed_project: Path
+
+    def dbt(self, *args: str, project: Path = PROJECT_DIR, check: bool = True) -> DbtResult:
+        """dbt with the read role configured, as every deploy of this database is."""
+        roles = json.dumps({"dashquery_read_roles": [self.role]})
+        return run_dbt([*args, "--vars", roles], self.settings, project_dir=project, check=check)
+
+    def connect(self, **extra: str) -> Conn:
+        return psycopg.connect(make_conninfo(self.settings.conninfo, **extra), autocommit=True)
+
+    def q(self, query: str) -> sql.Composed:
+        return sql.SQL(query).format(schema=sql.Identifier(self.settings.schema))
+
+
+def changed_copy(folder: Path) -> Path:
+    """The project with daily_orders' revenue_cents defined differently (a real change)."""
+    project = folder / "project"
+    ignore = shutil.ignore_patterns("python", "__pycache__", "*.pyc")
+    for name in ("macros", "models", "seeds", "tests"):
+        if (PROJECT_DIR / name).exists():
+            shutil.copytree(PROJECT_DIR / name, project / name, ignore=ignore)
+    for name in ("dbt_project.yml", "selectors.yml"):
+        shutil.copy(PROJECT_DIR / name, project / name)
+    model = project / "models" / "daily" / "daily_orders.sql"
+    text = model.read_text()
+    old = "filter (where status = 'delivered'), 0)::bigint\n            as revenue_cents"
+    assert old in text, "daily_orders.sql changed shape: update this test's edit"
+    model.write_text(
+        text.replace(
+            old,
+            "filter (where status in ('delivered', 'shipped')), 0)::bigint\n"
+            "            as revenue_cents",
+        )
+    )
+    return project
+
+
+@pytest.fixture(scope="module")
+def deployment(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    name = f"dash_{uuid.uuid4().hex[:12]}"
+    role = f"dq_reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(stack.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("create role {} login").format(sql.Identifier(role)))
+    settings = Settings(
+        conninfo=stack.conninfo(name), source_schema=SOURCE_SCHEMA, schema=VIEW_SCHEMA
+    )
+    generate(
+        settings.conninfo,
+        source_schema=SOURCE_SCHEMA,
+        timezone=settings.timezone,
+        orgs=2,
+        seed=31,
+        days=400,
+        scale=0.1,
+        progress=False,
+    )
+    deployed = Deployment(settings, role, changed_copy(tmp_path_factory.mktemp("changed")))
+    deployed.dbt("build")
+    yield deployed
+
+
+def deploy_original(deployment: Deployment) -> None:
+    """Back to the project's own definitions, so each test starts from the same state."""
+    deployment.dbt("run", "--select", "daily_orders", "mv_daily_orders")
+
+
+def stored_and_current_upstream_hash(deployment: Deployment, view: str) -> tuple[str, str]:
+    with deployment.connect() as conn:
+        row = conn.execute(deployment.q(CURRENT_UPSTREAM_HASH), (view,)).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+# -- item 13: names that need quoting ------------------------------------------------------------
+
+
+def test_build_in_schemas_whose_names_need_quoting(deployment: Deployment) -> None:
+    """The fixture's `dbt build` (views in "Dash Views", sources in "App Data") succeeded; every
+    mv has its watermark and bookkeeping, and the source indexes were built."""
+    with deployment.connect() as conn:
+        marks = dict(
+            conn.execute(
+                deployment.q("select view_name, upstream_views from {schema}.dashquery_watermarks")
+            ).fetchall()
+        )
+        relations = conn.execute(
+            deployment.q(
+                "select relation_name, kind, timezone, source_schema"
+                " from {schema}.dashquery_relations"
+            )
+        ).fetchall()
+        deployments = conn.execute(
+            deployment.q("select deployment_id from {schema}.dashquery_deployment")
+        ).fetchall()
+        indexes = conn.execute(
+            deployment.q("select count(*) from {schema}.source_indexes")
+        ).fetchone()
+    assert set(marks) == set(MATERIALIZED)
+    assert marks["mv_daily_orders"] == ["daily_orders"]
+    assert marks["mv_order_customer_days"] == ["daily_order_customers"]
+    kinds = {name: kind for name, kind, _, _ in relations}
+    materialized = {name for name, kind in kinds.items() if kind == "materialized_view"}
+    assert materialized == set(MATERIALIZED)
+    assert {"daily_orders", "daily_energy", "current_state"} <= set(kinds)
+    assert {(zone, source) for _, _, zone, source in relations} == {
+        (deployment.settings.timezone, SOURCE_SCHEMA)
+    }
+    assert len(deployments) == 1
+    assert indexes is not None and indexes[0] >= 10
+    for view in MATERIALIZED:
+        stored, current = stored_and_current_upstream_hash(deployment, view)
+        assert stored is not None and stored == current, view
+
+
+# -- items 2/3: bookkeeping tells a partial deploy apart ----------------------------------------
+
+
+def test_partial_deploy_of_a_changed_view_shows_in_upstream_hash(deployment: Deployment) -> None:
+    before, _ = stored_and_current_upstream_hash(deployment, "mv_daily_orders")
+    try:
+        deployment.dbt("run", "--select", "daily_orders", project=deployment.changed_project)
+        stored, current = stored_and_current_upstream_hash(deployment, "mv_daily_orders")
+        # The mv still holds the old definition's data, and the bookkeeping says so.
+        assert stored == before
+        assert current != stored
+        deployment.dbt("run", "--select", "mv_daily_orders", project=deployment.changed_project)
+        stored, current = stored_and_current_upstream_hash(deployment, "mv_daily_orders")
+        assert stored == current != before
+        with deployment.connect() as conn:
+            action = conn.execute(
+                deployment.q(
+                    "select action from {schema}.dashquery_refresh_runs"
+                    " where view_name = 'mv_daily_orders' order by run_id desc limit 1"
+                )
+            ).fetchone()
+        assert action == ("rebuild",)
+    finally:
+        deploy_original(deployment)
+    stored, current = stored_and_current_upstream_hash(deployment, "mv_daily_orders")
+    assert stored == current == before
+
+
+# -- item 11: the lock queue ----------------------------------------------------------------------
+
+
+class LongReader:
+    """An open transaction that has read `relation`: it holds ACCESS SHARE until closed."""
+
+    def __init__(self, deployment: Deployment, relation: str) -> None:
+        self.conn = deployment.connect(application_name="dq_long_reader")
+        self.conn.execute("begin")
+        self.conn.execute(
+            sql.SQL("select count(*) from {}").format(
+                sql.Identifier(deployment.settings.schema, relation)
+            )
+        )
+
+    def close(self) -> None:
+        self.conn.execute("rollback")
+        self.conn.close()
+
+
+def in_background(target: Any) -> tuple[threading.Thread, list[Any]]:
+    results: list[Any] = []
+    thread = threading.Thread(target=lambda: results.append(target()), daemon=True)
+    thread.start()
+    return thread, results
+
+
+def relation_row_version(deployment: Deployment, relation: str) -> tuple[str, int]:
+    """(xmin, oid) of the relation's pg_class row: any DDL on it writes a new row version."""
+    with deployment.connect() as conn:
+        row = conn.execute(
+            "select c.xmin::text, c.oid::int from pg_class c"
+            " join pg_namespace n on n.oid = c.relnamespace"
+            " where n.nspname = %s and c.relname = %s",
+            (deployment.settings.schema, relation),
+        ).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def test_unchanged_daily_view_costs_no_ddl(deployment: Deployment) -> None:
+    """A long reader holds daily_orders; redeploying it unchanged neither waits nor writes."""
+    before = relation_row_version(deployment, "daily_orders")
+    reader = LongReader(deployment, "daily_orders")
+    try:
+        run, results = in_background(
+            lambda: deployment.dbt("run", "--select", "daily_orders", check=False)
+        )
+        run.join(timeout=120)
+        finished = not run.is_alive()
+    finally:
+        reader.close()
+    run.join(timeout=120)
+    assert finished, "dbt run of an unchanged view waited behind a reader"
+    assert results[0].returncode == 0, results[0].output
+    assert "UNCHANGED" in results[0].output
+    assert relation_row_version(deployment, "daily_orders") == before
+
+
+def readers_never_queue_while(
+    deployment: Deployment, relation: str, args: tuple[str, ...], project: Path
+) -> None:
+    """Run dbt while a long reader holds `relation`; meanwhile fresh readers of it must each
+    finish within about the lock_timeout. The run must finish once the long reader ends."""
+    probe_sql = sql.SQL("select 1 from {} limit 0").format(
+        sql.Identifier(deployment.settings.schema, relation)
+    )
+    reader = LongReader(deployment, relation)
+    slowest = 0.0
+    probes = 0
+    waited_for_lock = False
+    try:
+        run, results = in_background(lambda: deployment.dbt(*args, project=project, check=False))
+        with (
+            deployment.connect(options="-c statement_timeout=20000") as probe,
+            deployment.connect() as watcher,
+        ):
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and run.is_alive():
+                started = time.perf_counter()
+                probe.execute(probe_sql)
+                slowest = max(slowest, time.perf_counter() - started)
+                probes += 1
+                waiting = watcher.execute(
+                    "select count(*) from pg_stat_activity where datname = current_database()"
+                    " and wait_event_type = 'Lock' and application_name <> 'dq_long_reader'"
+                    " and query ilike '%%dq_retry%%'"
+                ).fetchone()
+                waited_for_lock = waited_for_lock or bool(waiting and waiting[0])
+                # Enough probes after the DDL first waited to have seen several attempts.
+                if waited_for_lock and probes > 40:
+                    break
+                time.sleep(0.05)
+            assert run.is_alive(), f"dbt finished while the long reader held {relation}"
+    finally:
+        reader.close()
+    run.join(timeout=180)
+    assert not run.is_alive(), "dbt did not finish after the long reader ended"
+    assert results[0].returncode == 0, results[0].output
+    assert waited_for_lock, "the DDL never waited for the long reader's lock"
+    assert slowest < LOCK_TIMEOUT_MS / 1000 + 1.5, f"a fresh reader waited {slowest:.2f} s"
+
+
+def test_changed_view_deploy_never_queues_readers(deployment: Deployment) -> None:
+    try:
+        readers_never_queue_while(
+            deployment,
+            "daily_orders",
+            ("run", "--select", "daily_orders"),
+            deployment.changed_project,
+        )
+        with deployment.connect() as conn:
+            definition = conn.execute(
+                "select pg_get_viewdef(to_regclass(%s))",
+                (f'"{VIEW_SCHEMA}".daily_orders',),
+            ).fetchone()
+        assert definition is not None and "shipped" in definition[0]
+    finally:
+        deploy_original(deployment)
+
+
+def test_rebuild_swap_never_queues_readers(deployment: Deployment) -> None:
+    before = relation_row_version(deployment, "mv_daily_orders")
+    readers_never_queue_while(
+        deployment,
+        "mv_daily_orders",
+        ("run", "--select", "mv_daily_orders", "--full-refresh"),
+        PROJECT_DIR,
+    )
+    assert relation_row_version(deployment, "mv_daily_orders")[1] != before[1]
+
+
+# -- item 14: grants survive rebuilds -------------------------------------------------------------
+
+
+def assert_role_reads_everything(deployment: Deployment) -> None:
+    user = dict(conninfo_to_dict(deployment.settings.conninfo))
+    user.pop("password", None)
+    user["user"] = deployment.role
+    with psycopg.connect(make_conninfo(**user), autocommit=True) as conn:
+        for relation in (
+            "mv_daily_orders",
+            "daily_orders",
+            "mv_order_customer_days",
+            "current_state",
+            "dashquery_relations",
+            "dashquery_watermarks",
+            "dashquery_deployment",
+        ):
+            conn.execute(
+                sql.SQL("select * from {} limit 1").format(
+                    sql.Identifier(deployment.settings.schema, relation)
+                )
+            )
+
+
+def test_read_role_keeps_access_through_rebuilds(deployment: Deployment) -> None:
+    assert_role_reads_everything(deployment)
+    # --full-refresh: the daily view is dropped with its dependents and recreated, the mvs
+    # built anew; then a changed definition replaces the view and rebuilds (swaps) the mv.
+    deployment.dbt("run", "--select", "daily_orders+", "--full-refresh")
+    assert_role_reads_everything(deployment)
+    try:
+        deployment.dbt(
+            "run", "--select", "daily_orders", "mv_daily_orders", project=deployment.changed_project
+        )
+        assert_role_reads_everything(deployment)
+    finally:
+        deploy_original(deployment)
+    assert_role_reads_everything(deployment)
+    with deployment.connect() as conn:
+        granted = conn.execute(
+            "select has_table_privilege(%s, %s, 'select')",
+            (deployment.role, f'"{VIEW_SCHEMA}".mv_daily_orders'),
+        ).fetchone()
+    assert granted == (True,)
