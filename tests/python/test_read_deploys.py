@@ -1,0 +1,218 @@
+"""Issue 11 items 2, 3, 4 and 9 (read side): real dbt deploys under a running ``Client``.
+
+A deploy is a real ``dbt run`` from a copy of the project whose model was edited (the way a
+changed model reaches production), never a view replaced by hand: the bookkeeping rows the
+read path checks are then exactly the ones dbt writes. The module's own dashboard is put
+back with a dbt run from the real project after each test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from dashquery import Client, Misconfigured
+from dashquery.dbt import PROJECT_DIR, run_dbt
+from dashquery.devstack import LocalStack
+from tests.python.helpers import Dashboard, assert_matches_naive, build_dashboard, business_today
+
+Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture(scope="module")
+def dashboard(stack: LocalStack, redis_url: str) -> Dashboard:
+    return build_dashboard(stack, redis_url, seed=43, orgs=2)
+
+
+@pytest.fixture
+def conn(dashboard: Dashboard) -> Iterator[Conn]:
+    with dashboard.connect() as connection:
+        yield connection
+
+
+def edited_project(tmp_path: Path, model: str, old: str, new: str) -> Path:
+    """A copy of the dbt project with one replacement in models/daily/<model>.sql."""
+    copy = tmp_path / "project"
+    shutil.copytree(
+        PROJECT_DIR,
+        copy,
+        ignore=shutil.ignore_patterns(".git", ".venv", "target", "tests", "docs", "dashquery*"),
+    )
+    path = copy / "models" / "daily" / f"{model}.sql"
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+    return copy
+
+
+def last_months(dashboard: Dashboard) -> tuple[dt.date, dt.date]:
+    today = business_today(dashboard.settings)
+    return today - dt.timedelta(days=200), today
+
+
+def back_date_revenue(conn: Conn, dashboard: Dashboard) -> None:
+    """A delivered order 100 days ago gains 12,345 cents, after the last refresh: the project
+    has no change capture, so mv_daily_orders still holds the old value (contract §5
+    without change capture) and only a live read of the block sees it."""
+    orders = sql.SQL("{}.orders").format(sql.Identifier(dashboard.settings.source_schema))
+    changed = conn.execute(
+        sql.SQL(
+            "update {orders} set total_cents = total_cents + 12345 where id = ("
+            " select id from {orders} where organization_id = %s and status = 'delivered'"
+            " and deleted_at is null and created_at < now() - interval '100 days'"
+            " order by created_at desc limit 1) returning id"
+        ).format(orders=orders),
+        (dashboard.organization_ids[0],),
+    ).fetchone()
+    assert changed is not None
+
+
+def test_partial_deploy_reads_the_block_live_until_its_mv_is_rebuilt(
+    dashboard: Dashboard, conn: Conn, tmp_path: Path
+) -> None:
+    settings, org = dashboard.settings, dashboard.organization_ids[0]
+    request = (org, *last_months(dashboard))
+    # A contract-keeping change: one more column (CREATE OR REPLACE VIEW can append it).
+    project = edited_project(
+        tmp_path,
+        "daily_orders",
+        "    from orders\n",
+        ",\n        count(*) as deploy_check\n    from orders\n",
+    )
+    with Client(settings=settings, cache=False) as client:
+        assert_matches_naive(conn, settings, client.get_metrics(*request))
+        identity = client.computer.identity()
+        back_date_revenue(conn, dashboard)
+        stale = client.get_metrics(*request)
+        with pytest.raises(AssertionError, match="revenue_cents"):  # the premise: mv is stale
+            assert_matches_naive(conn, settings, stale)
+        try:
+            run_dbt(["run", "--select", "daily_orders"], settings, project_dir=project)
+            with Client(settings=settings, cache=False) as fresh:
+                for reader in (client, fresh):
+                    result = reader.get_metrics(*request)
+                    assert_matches_naive(conn, settings, result)
+                    reason = result.freshness["orders"].live_reason or ""
+                    assert "mv_daily_orders was built from an older definition of" in reason
+                    assert "daily_orders" in reason.split("definition of")[1]
+                    assert result.freshness["orders"].first_live_day == request[1]
+            # The statement reported the new fingerprint: the identity followed at once.
+            assert client.computer.identity() != identity
+            run_dbt(["run", "--select", "mv_daily_orders"], settings, project_dir=project)
+            result = client.get_metrics(*request)
+            assert_matches_naive(conn, settings, result)
+            assert result.freshness["orders"].live_reason is None
+        finally:  # dropping the added column again needs the drop-and-rebuild path
+            run_dbt(["run", "--select", "daily_orders+", "--full-refresh"], settings)
+
+
+def test_identity_names_the_cluster_database_deployment_and_definitions(
+    dashboard: Dashboard, conn: Conn
+) -> None:
+    with Client(settings=dashboard.settings, cache=False) as client:
+        system_id, database, deployment, fingerprint = client.computer.identity().split(":")
+    row = conn.execute(
+        sql.SQL(
+            "select (select system_identifier::text from pg_control_system()),"
+            " current_database(), (select deployment_id::text from {})"
+        ).format(sql.Identifier(dashboard.settings.schema, "dashquery_deployment"))
+    ).fetchone()
+    assert row is not None
+    assert (system_id, database, deployment) == tuple(row)
+    assert re.fullmatch("[0-9a-f]{32}", fingerprint)
+
+
+def test_settings_drift_is_misconfigured_at_once_naming_both_values(
+    dashboard: Dashboard, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    settings, org = dashboard.settings, dashboard.organization_ids[0]
+    zone = dataclasses.replace(settings, timezone="UTC")
+    source = dataclasses.replace(settings, source_schema="elsewhere")
+    cases = [
+        (zone, "DASHQUERY_TIMEZONE", settings.timezone, "UTC"),
+        (source, "DASHQUERY_SOURCE_SCHEMA", settings.source_schema, "elsewhere"),
+    ]
+    for other, variable, built, used in cases:
+        with Client(settings=other, cache=False) as client:
+            started = time.monotonic()
+            with pytest.raises(Misconfigured) as raised:
+                client.get_metrics(org, *last_months(dashboard))
+            assert time.monotonic() - started < 2
+            message = str(raised.value)
+            assert f"{variable}={built!r}" in message and f"uses {used!r}" in message, message
+            assert settings.schema in message
+    assert not [r for r in caplog.records if "attempt" in r.getMessage()], "no retries"
+
+
+def test_rebuild_for_another_zone_under_a_running_client_is_caught_on_the_next_read(
+    dashboard: Dashboard, conn: Conn
+) -> None:
+    settings, org = dashboard.settings, dashboard.organization_ids[0]
+    request = (org, *last_months(dashboard))
+    with Client(settings=settings, cache=False) as client:
+        assert_matches_naive(conn, settings, client.get_metrics(*request))
+        client.get_series(org, "revenue_cents", *request[1:], "month")
+        try:
+            run_dbt(
+                ["run", "--select", "daily_orders"], dataclasses.replace(settings, timezone="UTC")
+            )
+            with pytest.raises(Misconfigured, match="DASHQUERY_TIMEZONE='UTC' but this client"):
+                client.get_metrics(*request)
+            with pytest.raises(Misconfigured, match="DASHQUERY_TIMEZONE='UTC'"):
+                client.get_series(org, "revenue_cents", *request[1:], "month")
+        finally:
+            run_dbt(["run", "--select", "daily_orders+"], settings)
+        assert_matches_naive(conn, settings, client.get_metrics(*request))
+
+
+def test_column_retype_and_rebuild_recovers_on_the_next_call(
+    dashboard: Dashboard, conn: Conn, tmp_path: Path
+) -> None:
+    """docs/OPERATIONS.md's retype: every pooled connection has the statement prepared; the
+    rebuilt view changes its result type ("cached plan must not change result type")."""
+    settings, org = dashboard.settings, dashboard.organization_ids[0]
+    request = (org, *last_months(dashboard))
+    project = edited_project(
+        tmp_path,
+        "daily_warranty",
+        "count(*) as warranty_claims",
+        "count(*)::int as warranty_claims",
+    )
+    with Client(settings=settings, cache=False, pool_size=3) as client:
+
+        def read_everywhere() -> None:
+            with ThreadPoolExecutor(3) as workers:
+                results = list(workers.map(lambda _: client.compute(*request), range(12)))
+                series = list(workers.map(
+                    lambda _: client.get_series(org, "warranty_claims", *request[1:], "week"),
+                    range(6),
+                ))  # fmt: skip
+            for result in results:
+                assert_matches_naive(conn, settings, result)
+            total = sum(value for _, value in series[0].points)
+            assert total == results[0].metrics["warranty_claims"]
+
+        read_everywhere()
+        try:
+            run_dbt(
+                ["run", "--select", "daily_warranty+", "--full-refresh"],
+                settings,
+                project_dir=project,
+            )
+            read_everywhere()
+        finally:
+            run_dbt(["run", "--select", "daily_warranty+", "--full-refresh"], settings)
+        read_everywhere()
