@@ -1,5 +1,6 @@
 -- Three facts per business day: jobs scheduled that day (by current status, with their
--- estimated hours), jobs completed that day, and hours worked that day on live jobs.
+-- estimated hours), jobs completed that day, and hours worked that day on live jobs (the
+-- time entries of deleted jobs are already gone in stg_job_time_entries).
 -- Their indexes are declared in models/indexes/source_indexes.sql.
 {%- set statuses = metric_values('job_statuses') %}
 
@@ -8,12 +9,11 @@
 with
 
 jobs as not materialized (
-    select * from {{ source('application', 'jobs') }}
-    where deleted_at is null
+    select * from {{ ref('stg_jobs') }}
 ),
 
 time_entries as (
-    select * from {{ source('application', 'job_time_entries') }}
+    select * from {{ ref('stg_job_time_entries') }}
 ),
 
 scheduled as (
@@ -47,17 +47,16 @@ completed as (
 
 labor as (
     select
-        time_entries.organization_id,
-        {{ business_day('time_entries.worked_at') }} as business_day,
+        organization_id,
+        {{ business_day('worked_at') }} as business_day,
         0::bigint as jobs_scheduled,
         {%- for status in statuses %}
             0::bigint as jobs_status_{{ status }},
         {%- endfor %}
         0::numeric as estimated_hours,
         0::bigint as jobs_completed,
-        sum(time_entries.hours) as labor_hours
+        sum(hours) as labor_hours
     from time_entries
-    inner join jobs on time_entries.job_id = jobs.id
     group by 1, 2
 ),
 

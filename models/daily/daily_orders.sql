@@ -1,8 +1,7 @@
 with
 
 orders as (
-    select * from {{ source('application', 'orders') }}
-    where deleted_at is null
+    select * from {{ ref('stg_orders') }}
 ),
 
 final as (

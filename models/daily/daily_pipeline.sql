@@ -7,8 +7,7 @@
 with
 
 opportunities as not materialized (
-    select * from {{ source('application', 'opportunities') }}
-    where deleted_at is null
+    select * from {{ ref('stg_opportunities') }}
 ),
 
 created as (

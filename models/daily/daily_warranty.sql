@@ -3,8 +3,7 @@
 with
 
 claims as (
-    select * from {{ source('application', 'warranty_claims') }}
-    where deleted_at is null
+    select * from {{ ref('stg_warranty_claims') }}
 ),
 
 final as (

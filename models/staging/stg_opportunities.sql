@@ -1,0 +1,17 @@
+-- Live opportunities: a soft-deleted row (deleted_at set) counts nowhere (contract §2).
+-- A plain select, not the import-CTE layout of the other models: PostgreSQL never flattens a
+-- view with a WITH clause into the query reading it (is_simple_subquery), and joins through an
+-- unflattened one (daily_energy: job -> order lines) hash whole tables on every live read.
+select
+    id as opportunity_id,
+    organization_id,
+    customer_id,
+    stage,
+    value_cents,
+    probability,
+    expected_close_date,
+    closed_at,
+    created_at,
+    updated_at
+from {{ source('application', 'opportunities') }}
+where deleted_at is null
