@@ -17,7 +17,7 @@ def test_sqlfluff_lint_passes(stack: LocalStack, tmp_path: Path) -> None:
     env["DBT_PROFILES_DIR"] = str(ensure_profiles_dir(tmp_path / "profiles"))
     sqlfluff = Path(sys.executable).with_name("sqlfluff")
     completed = subprocess.run(
-        [str(sqlfluff), "lint", "models", "macros", "tests", "--disable-progress-bar"],
+        [str(sqlfluff), "lint", "models", "macros", "data-tests", "--disable-progress-bar"],
         cwd=PROJECT_DIR,
         env=env,
         capture_output=True,
