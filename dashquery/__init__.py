@@ -15,8 +15,8 @@ from dashquery.client import (
 )
 from dashquery.config import Settings
 from dashquery.errors import DashqueryError, InvalidQuery, Misconfigured, Unavailable
+from dashquery.read.series import Series
 from dashquery.result import BlockFreshness, DashboardMetrics
-from dashquery.series import Series
 
 __all__ = [
     "BlockFreshness",

@@ -8,17 +8,17 @@ import uuid
 from types import TracebackType
 from typing import Self
 
-from dashquery import events
-from dashquery.cache import Lookup, MetricsCache, cache_namespace
-from dashquery.compare import ComparedMetrics, comparison_request, parse_compare
-from dashquery.compute import Computer
+from dashquery.cache.flights import Flights
+from dashquery.cache.values import Lookup, MetricsCache, cache_namespace
 from dashquery.config import Settings
-from dashquery.connection import ReadPool
-from dashquery.flights import Flights
 from dashquery.observability import REQUEST_SECONDS
-from dashquery.request import MetricsRequest, parse_organization_id
+from dashquery.ops import events
+from dashquery.read.compare import ComparedMetrics, comparison_request, parse_compare
+from dashquery.read.compute import Computer
+from dashquery.read.connection import ReadPool
+from dashquery.read.request import MetricsRequest, parse_organization_id
+from dashquery.read.series import Series, SeriesReader, SeriesRequest
 from dashquery.result import DashboardMetrics
-from dashquery.series import Series, SeriesReader, SeriesRequest
 
 METRICS_TTL_SECONDS = 5 * 60  # the seeds' TTL for full metrics
 
@@ -55,7 +55,7 @@ class Client:
             timezone=timezone,
             redis_url=redis_url,
         )
-        # Keepalives, tcp_user_timeout and the statement timeout: see dashquery.connection.
+        # Keepalives, tcp_user_timeout and the statement timeout: see dashquery.read.connection.
         self.pool = ReadPool(
             self.settings.conninfo,
             pool_size=pool_size,
@@ -187,7 +187,7 @@ class Client:
     ) -> tuple[str, ...]:
         """Data changed: drop the org's cache, queue the views a back-dated change affects.
 
-        Returns the queued view names (none for a change dated today). See dashquery.events.
+        Returns the queued view names (none for a change dated today). See dashquery.ops.events.
         """
         return events.notify(self, organization_id, event, occurred_on)
 
@@ -257,5 +257,5 @@ def invalidate_all() -> None:
 def notify(
     organization_id: uuid.UUID | str, event: str, occurred_on: object = None
 ) -> tuple[str, ...]:
-    """``Client.notify`` on the default client (see dashquery.events)."""
+    """``Client.notify`` on the default client (see dashquery.ops.events)."""
     return default_client().notify(organization_id, event, occurred_on)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal
 
-from dashquery.contract import BREAKDOWN_VALUES, METRIC_KEYS, METRIC_KINDS
+from dashquery.catalog import BREAKDOWN_VALUES, METRIC_KEYS, METRIC_KINDS
 
 Source = Literal["cache", "computed"]
 MetricValue = int | Decimal | None | dict[str, int]

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dashquery.contract import METRIC_KEYS
+from dashquery.catalog import METRIC_KEYS
 from dashquery.result import DashboardMetrics
 from tests.python.helpers import Dashboard
 

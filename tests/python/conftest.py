@@ -19,7 +19,7 @@ import pytest
 import redis
 from psycopg import sql
 
-from dashquery.devstack import LocalStack
+from dashquery.dev.stack import LocalStack
 from tests.python.helpers import Dashboard, build_dashboard
 
 

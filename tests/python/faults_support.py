@@ -22,10 +22,10 @@ from typing import Any, Self
 
 from psycopg import sql
 
-from dashquery.cache import MetricsCache
+from dashquery.cache.values import MetricsCache
+from dashquery.catalog import METRIC_KEYS
 from dashquery.client import Client
-from dashquery.contract import METRIC_KEYS
-from dashquery.devstack import LocalStack
+from dashquery.dev.stack import LocalStack
 from dashquery.result import DashboardMetrics
 from tests.python.helpers import Dashboard, business_today
 

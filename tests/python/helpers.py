@@ -10,12 +10,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from dashquery.catalog import METRIC_KEYS
 from dashquery.config import Settings
-from dashquery.contract import METRIC_KEYS
-from dashquery.dbt import run_dbt
-from dashquery.devstack import LocalStack
-from dashquery.generate import generate
-from dashquery.naive import naive_metrics
+from dashquery.dev.generate import generate
+from dashquery.dev.naive import naive_metrics
+from dashquery.dev.stack import LocalStack
+from dashquery.ops.dbt_runner import run_dbt
 from dashquery.result import DashboardMetrics
 
 

@@ -18,9 +18,9 @@ from click.testing import CliRunner
 from psycopg.conninfo import conninfo_to_dict
 from rich.console import Console
 
-from dashquery.bench import BenchOptions, run_bench
-from dashquery.bench_report import percentile, print_summary, summarize, write_outputs
 from dashquery.cli import cli
+from dashquery.dev.bench import BenchOptions, run_bench
+from dashquery.dev.bench_report import percentile, print_summary, summarize, write_outputs
 from tests.python.helpers import Dashboard
 
 STAT_KEYS = {"n", "min", "mean", "p25", "p50", "p75", "p95", "p99", "max"}

@@ -24,11 +24,11 @@ import redis
 from psycopg import sql
 
 from dashquery import Client, DashboardMetrics
-from dashquery.compare import ComparedMetrics
 from dashquery.config import Settings
-from dashquery.devstack import LocalStack
-from dashquery.request import MetricsRequest
-from dashquery.series import SERIES_METRICS
+from dashquery.dev.stack import LocalStack
+from dashquery.read.compare import ComparedMetrics
+from dashquery.read.request import MetricsRequest
+from dashquery.read.series import SERIES_METRICS
 from tests.python.cache_support import add_order_now, typed, typed_value
 from tests.python.faults_support import patient_cache
 from tests.python.helpers import Dashboard, assert_matches_naive, build_dashboard, business_today

@@ -21,9 +21,9 @@ import pytest
 import redis
 
 from dashquery import Client, DashboardMetrics
-from dashquery.cache import Lookup, MetricsCache, cache_namespace
-from dashquery.contract import CONTRACT_VERSION
-from dashquery.request import MetricsRequest
+from dashquery.cache.values import Lookup, MetricsCache, cache_namespace
+from dashquery.catalog import CONTRACT_VERSION
+from dashquery.read.request import MetricsRequest
 from tests.python.faults_support import numbers, patient_cache
 from tests.python.helpers import Dashboard, assert_matches_naive
 

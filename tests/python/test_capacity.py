@@ -26,8 +26,8 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from dashquery import Client
-from dashquery.dbt import run_dbt
-from dashquery.naive import naive_metrics
+from dashquery.dev.naive import naive_metrics
+from dashquery.ops.dbt_runner import run_dbt
 from tests.python.helpers import Dashboard, assert_matches_naive, business_today
 
 # specifications (as JSON text) -> the capacity contract §3 gives it.

@@ -32,9 +32,9 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from dashquery.config import Settings
-from dashquery.dbt import PROJECT_DIR, DbtResult, run_dbt
-from dashquery.devstack import LocalStack
-from dashquery.generate import generate
+from dashquery.dev.generate import generate
+from dashquery.dev.stack import LocalStack
+from dashquery.ops.dbt_runner import PROJECT_DIR, DbtResult, run_dbt
 
 VIEW_SCHEMA = "Dash Views"
 SOURCE_SCHEMA = "App Data"

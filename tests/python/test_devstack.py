@@ -6,7 +6,7 @@ import psycopg
 import pytest
 import redis
 
-from dashquery.devstack import LocalStack, StackError
+from dashquery.dev.stack import LocalStack, StackError
 
 
 def test_both_servers_answer(pg_conninfo: str, redis_client: redis.Redis) -> None:

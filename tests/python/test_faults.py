@@ -21,8 +21,8 @@ import pytest
 import redis
 
 from dashquery import Client, Settings
-from dashquery.devstack import LocalStack, StackError
-from dashquery.request import MetricsRequest
+from dashquery.dev.stack import LocalStack, StackError
+from dashquery.read.request import MetricsRequest
 from tests.python.cache_support import add_order_now
 from tests.python.faults_support import (
     FakeClock,

@@ -25,7 +25,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from dashquery import Client, InvalidQuery
-from dashquery.contract import MAX_RANGE_DAYS
+from dashquery.catalog import MAX_RANGE_DAYS
 from tests.python.helpers import Dashboard, assert_matches_naive
 
 _UUID = re.compile(

@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from dashquery.cli import cli
-from dashquery.generate import GenerateReport, generate
+from dashquery.dev.generate import GenerateReport, generate
 
 SCHEMA = "gen_src"
 TIMEZONE = "Australia/Sydney"

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 import dashquery
-from dashquery.contract import BLOCK_VIEWS, METRIC_KEYS, METRIC_KINDS
+from dashquery.catalog import BLOCK_VIEWS, METRIC_KEYS, METRIC_KINDS
 from tests.python.helpers import Dashboard, assert_matches_naive, business_today, ranges_to_check
 
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from dashquery.config import Settings
-from dashquery.dbt import PROJECT_DIR, dbt_environment, ensure_profiles_dir
-from dashquery.devstack import LocalStack
+from dashquery.dev.stack import LocalStack
+from dashquery.ops.dbt_runner import PROJECT_DIR, dbt_environment, ensure_profiles_dir
 
 
 def test_sqlfluff_lint_passes(stack: LocalStack, tmp_path: Path) -> None:

@@ -19,10 +19,10 @@ import pytest
 from psycopg import sql
 
 from dashquery.config import Settings
-from dashquery.naive import naive_metrics
+from dashquery.dev.naive import naive_metrics
 
 SCHEMA = "src_test"
-APP_SCHEMA_SQL = Path(__file__).parents[2] / "dashquery" / "sql" / "app_schema.sql"
+APP_SCHEMA_SQL = Path(__file__).parents[2] / "dashquery" / "dev" / "sql" / "app_schema.sql"
 SETTINGS = Settings(source_schema=SCHEMA, schema="dash_test", timezone="Australia/Sydney")
 DATE_FROM, DATE_TO = date(2024, 6, 10), date(2024, 6, 20)
 

@@ -20,15 +20,15 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 import dashquery
-from dashquery import events
+from dashquery.catalog import METRIC_KEYS
 from dashquery.cli import cli
 from dashquery.config import Settings
-from dashquery.contract import METRIC_KEYS
+from dashquery.dev.naive import naive_metrics
 from dashquery.errors import InvalidQuery
-from dashquery.hybrid import MATERIALIZED_VIEWS
-from dashquery.naive import naive_metrics
-from dashquery.status import collect_status
-from dashquery.warm import common_ranges
+from dashquery.ops import events
+from dashquery.ops.status import collect_status
+from dashquery.ops.warm import common_ranges
+from dashquery.read.statement import MATERIALIZED_VIEWS
 from tests.python.helpers import Dashboard, assert_matches_naive, business_today
 
 _LIBPQ_ENV = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE"}

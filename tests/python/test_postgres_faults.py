@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from dashquery import Client, DashboardMetrics, Unavailable
-from dashquery.devstack import LocalStack
+from dashquery.dev.stack import LocalStack
 from tests.python.faults_support import TcpProxy, last_quarter, numbers, private_stack
 from tests.python.helpers import Dashboard, assert_matches_naive, build_dashboard
 

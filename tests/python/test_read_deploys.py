@@ -24,8 +24,8 @@ import pytest
 from psycopg import sql
 
 from dashquery import Client, Misconfigured
-from dashquery.dbt import PROJECT_DIR, run_dbt
-from dashquery.devstack import LocalStack
+from dashquery.dev.stack import LocalStack
+from dashquery.ops.dbt_runner import PROJECT_DIR, run_dbt
 from tests.python.helpers import Dashboard, assert_matches_naive, build_dashboard, business_today
 
 Conn = psycopg.Connection[Any]

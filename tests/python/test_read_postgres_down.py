@@ -22,7 +22,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from dashquery import Client, DashqueryError, Misconfigured, Unavailable
-from dashquery.devstack import LocalStack
+from dashquery.dev.stack import LocalStack
 from tests.python.faults_support import free_port, last_quarter, private_stack, relation
 from tests.python.helpers import Dashboard, assert_matches_naive, build_dashboard
 

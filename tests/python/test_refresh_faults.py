@@ -20,7 +20,7 @@ import pytest
 from psycopg import sql
 
 from dashquery import Client
-from dashquery.dbt import (
+from dashquery.ops.dbt_runner import (
     PROJECT_DIR,
     dbt_environment,
     dbt_executable,

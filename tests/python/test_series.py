@@ -16,11 +16,11 @@ import pytest
 import redis
 
 import dashquery
-from dashquery.compare import ComparedMetrics, comparison_request
-from dashquery.contract import METRIC_KEYS, METRIC_KINDS
-from dashquery.naive import naive_metrics
-from dashquery.request import MetricsRequest
-from dashquery.series import SERIES_METRICS
+from dashquery.catalog import METRIC_KEYS, METRIC_KINDS
+from dashquery.dev.naive import naive_metrics
+from dashquery.read.compare import ComparedMetrics, comparison_request
+from dashquery.read.request import MetricsRequest
+from dashquery.read.series import SERIES_METRICS
 from tests.python.helpers import Dashboard, assert_matches_naive, business_today
 
 DAY = dt.timedelta(days=1)

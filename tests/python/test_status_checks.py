@@ -21,8 +21,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 from dashquery.cli import cli
 from dashquery.config import Settings
-from dashquery.dbt import run_dbt
-from dashquery.status import collect_status
+from dashquery.ops.dbt_runner import run_dbt
+from dashquery.ops.status import collect_status
 from tests.python.helpers import Dashboard
 
 _LIBPQ_ENV = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE"}

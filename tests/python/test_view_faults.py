@@ -15,7 +15,7 @@ import pytest
 from psycopg import sql
 
 from dashquery import Client
-from dashquery.dbt import run_dbt
+from dashquery.ops.dbt_runner import run_dbt
 from tests.python.faults_support import recent_ranges, relation
 from tests.python.helpers import Dashboard, assert_matches_naive
 

@@ -1,4 +1,4 @@
-"""Row synthesis for ``dashquery.generate``: one organization's tables as lists of tuples.
+"""Row synthesis for ``dashquery.dev.generate``: one organization's tables as lists of tuples.
 
 Every value comes from one ``random.Random`` per organization, drawn in a fixed order, so a
 seed and a fixed ``end`` give the same rows byte for byte on every run. While generating,

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
-from dashquery.contract import METRIC_KEYS
+from dashquery.catalog import METRIC_KEYS
 from dashquery.errors import InvalidQuery
-from dashquery.request import MetricsRequest
+from dashquery.read.request import MetricsRequest
 from dashquery.result import DashboardMetrics, MetricValue
 
 COMPARE_MODES = ("previous_period", "previous_year")

@@ -36,17 +36,17 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from dashquery.config import Settings
-from dashquery.hybrid import MATERIALIZED_VIEWS, WATERMARKS_TABLE
 from dashquery.observability import REFRESH_SECONDS, VIEW_WATERMARK_AGE
-from dashquery.ops_errors import pg_error
-from dashquery.status_checks import RELATIONS_TABLE, check_redis, outdated_views, settings_drift
-from dashquery.status_report import (
+from dashquery.ops.pg_errors import pg_error
+from dashquery.ops.status_checks import RELATIONS_TABLE, check_redis, outdated_views, settings_drift
+from dashquery.ops.status_report import (
     OVERDUE_FACTOR,
     LastRun,
     StatusReport,
     ViewStatus,
     human_duration,
 )
+from dashquery.read.statement import MATERIALIZED_VIEWS, WATERMARKS_TABLE
 
 __all__ = ["OVERDUE_FACTOR", "StatusReport", "ViewStatus", "collect_status", "human_duration"]
 

@@ -28,16 +28,16 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from dashquery.cache import MetricsCache
-from dashquery.compute import Computer, range_freshness
-from dashquery.contract import METRIC_KINDS
+from dashquery.cache.values import MetricsCache
+from dashquery.catalog import METRIC_KINDS
 from dashquery.errors import InvalidQuery
-from dashquery.hybrid import (
+from dashquery.read.compute import Computer, range_freshness
+from dashquery.read.request import MetricsRequest
+from dashquery.read.statement import (
     DAILY_BLOCKS,
     DailyBlock,
     HybridStatements,
 )
-from dashquery.request import MetricsRequest
 from dashquery.result import BlockFreshness, Source, exact_decimal, exact_json
 
 SERIES_TTL_SECONDS = 15 * 60  # the seeds' TTL for charts

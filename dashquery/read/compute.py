@@ -14,13 +14,13 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from dashquery.catalog import BLOCK_VIEWS, BREAKDOWN_VALUES, METRIC_KEYS, METRIC_KINDS
 from dashquery.config import Settings
-from dashquery.contract import BLOCK_VIEWS, BREAKDOWN_VALUES, METRIC_KEYS, METRIC_KINDS
-from dashquery.discovery import Deployment, check_statement, deployment_check, discover
-from dashquery.hybrid import HybridStatements
-from dashquery.request import MetricsRequest
+from dashquery.read.discovery import Deployment, check_statement, deployment_check, discover
+from dashquery.read.request import MetricsRequest
+from dashquery.read.runner import Runner
+from dashquery.read.statement import HybridStatements
 from dashquery.result import BlockFreshness, DashboardMetrics, MetricValue
-from dashquery.runner import Runner
 
 log = logging.getLogger(__name__)
 

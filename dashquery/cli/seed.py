@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from dashquery.config import Settings
+from dashquery.dev.generate import VOLUMES, generate
 from dashquery.errors import DashqueryError
-from dashquery.generate import VOLUMES, generate
 
 
 @click.command()

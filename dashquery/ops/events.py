@@ -28,11 +28,11 @@ import psycopg
 from psycopg import sql
 
 from dashquery.config import Settings, shown
-from dashquery.dbt import DbtResult, run_dbt
 from dashquery.errors import InvalidQuery
-from dashquery.hybrid import MATERIALIZED_VIEWS, WATERMARKS_TABLE
-from dashquery.ops_errors import pg_error
-from dashquery.request import parse_date, parse_organization_id, strip_blanks
+from dashquery.ops.dbt_runner import DbtResult, run_dbt
+from dashquery.ops.pg_errors import pg_error
+from dashquery.read.request import parse_date, parse_organization_id, strip_blanks
+from dashquery.read.statement import MATERIALIZED_VIEWS, WATERMARKS_TABLE
 
 if TYPE_CHECKING:
     from dashquery.client import Client

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from dashquery.config import Settings, shown
 from dashquery.errors import Misconfigured
-from dashquery.hybrid import (
+from dashquery.read.statement import (
     CURRENT_STATE_VIEW,
     CUSTOMER_DAYS_VIEW,
     DAILY_BLOCKS,

@@ -18,8 +18,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from dashquery.catalog import CLAIM_STATUSES, CLAIM_TYPES, JOB_STATUSES, OPPORTUNITY_STAGES
 from dashquery.config import Settings
-from dashquery.contract import CLAIM_STATUSES, CLAIM_TYPES, JOB_STATUSES, OPPORTUNITY_STAGES
 
 # {src} is the source schema (an Identifier); values are bound parameters. Integral cent sums
 # are cast back to bigint (sum(bigint) is numeric in PostgreSQL); the other sums stay numeric.

@@ -1,4 +1,4 @@
-"""``dashquery bench``: measure the read paths, refresh and concurrency (dashquery.bench)."""
+"""``dashquery bench``: measure the read paths, refresh and concurrency (dashquery.dev.bench)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import click
 import psycopg
 from rich.console import Console
 
-from dashquery.bench import BenchOptions, run_bench
-from dashquery.bench_dbt import generated_database
-from dashquery.bench_report import print_summary, write_outputs
 from dashquery.config import Settings
+from dashquery.dev.bench import BenchOptions, run_bench
+from dashquery.dev.bench_dbt import generated_database
+from dashquery.dev.bench_report import print_summary, write_outputs
+from dashquery.dev.generate import VOLUMES
 from dashquery.errors import DashqueryError
-from dashquery.generate import VOLUMES
 
 
 @click.command()

@@ -13,12 +13,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from dashquery.client import Client
 from dashquery.config import Settings
-from dashquery.dbt import run_dbt
 from dashquery.errors import DashqueryError
-from dashquery.events import drain_queue
-from dashquery.status import collect_status
-from dashquery.status_report import print_status
-from dashquery.warm import active_organizations, common_ranges, warm, warm_requests
+from dashquery.ops.dbt_runner import run_dbt
+from dashquery.ops.events import drain_queue
+from dashquery.ops.status import collect_status
+from dashquery.ops.status_report import print_status
+from dashquery.ops.warm import active_organizations, common_ranges, warm, warm_requests
 
 EXIT_UNHEALTHY = 2
 

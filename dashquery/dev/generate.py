@@ -1,8 +1,8 @@
 """Synthetic application data at "Year 3" volumes, loaded fast with COPY.
 
-``generate`` creates the contract §2 tables (from ``dashquery/sql/app_schema.sql``) in
+``generate`` creates the contract §2 tables (from ``dashquery/dev/sql/app_schema.sql``) in
 ``source_schema`` and fills them for one or more organizations. The rows themselves come from
-``dashquery.generate_rows``; this module owns the schema, the loading and the report.
+``dashquery.dev.generate_rows``; this module owns the schema, the loading and the report.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from dashquery import generate_rows
 from dashquery.config import Settings
+from dashquery.dev import generate_rows
 from dashquery.errors import Misconfigured
 
 #: Organizations per named volume; each organization gets the "Year 3" volume of one tenant.
@@ -60,7 +60,7 @@ class GenerateReport:
 
 def app_schema_sql() -> str:
     """The contract §2 DDL, unqualified: run it with ``search_path`` set to the schema."""
-    return resources.files("dashquery").joinpath("sql/app_schema.sql").read_text("utf-8")
+    return resources.files("dashquery.dev").joinpath("sql/app_schema.sql").read_text("utf-8")
 
 
 def generate(

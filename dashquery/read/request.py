@@ -7,8 +7,8 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from dashquery.catalog import MAX_RANGE_DAYS
 from dashquery.config import shown
-from dashquery.contract import MAX_RANGE_DAYS
 from dashquery.errors import InvalidQuery
 
 # The contract's forms only: the extra ones uuid.UUID and date.fromisoformat take (digit

@@ -26,13 +26,13 @@ import psycopg
 from psycopg import sql
 from rich.progress import Progress
 
-from dashquery.bench_dbt import measure_refresh
-from dashquery.bench_report import elapsed_ms, evaluate_targets, progress_bar, ratios, summarize
 from dashquery.client import Client
 from dashquery.config import Settings
+from dashquery.dev.bench_dbt import measure_refresh
+from dashquery.dev.bench_report import elapsed_ms, evaluate_targets, progress_bar, ratios, summarize
+from dashquery.dev.naive import naive_metrics
 from dashquery.errors import Misconfigured
-from dashquery.naive import naive_metrics
-from dashquery.request import MetricsRequest
+from dashquery.read.request import MetricsRequest
 
 REFRESH_SELECTORS = ("tag:15min", "tag:5min")
 FLOOR_SAMPLES = 1000

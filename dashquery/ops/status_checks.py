@@ -13,9 +13,9 @@ import psycopg
 import redis
 from psycopg import sql
 
-from dashquery.cache import MetricsCache
+from dashquery.cache.values import MetricsCache
 from dashquery.config import Settings
-from dashquery.ops_errors import one_line
+from dashquery.ops.pg_errors import one_line
 
 RELATIONS_TABLE = "dashquery_relations"
 # Without a maxmemory limit nothing is evicted. Under a volatile-* policy only keys with a

@@ -20,9 +20,9 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from dashquery.config import Settings
-from dashquery.connection import CANCEL_SECONDS, CANCELLED_SECONDS, WATCHDOG, connect_failure
 from dashquery.errors import Misconfigured, Unavailable
-from dashquery.hybrid import MATERIALIZED_VIEWS
+from dashquery.read.connection import CANCEL_SECONDS, CANCELLED_SECONDS, WATCHDOG, connect_failure
+from dashquery.read.statement import MATERIALIZED_VIEWS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

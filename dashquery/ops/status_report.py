@@ -1,6 +1,6 @@
 """What ``dashquery status`` found (``StatusReport``) and how it is printed.
 
-Collection lives in ``dashquery.status``; this module only holds the report and renders it:
+Collection lives in ``dashquery.ops.status``; this module only holds the report and renders it:
 a rich table on a terminal, plain full-width columns otherwise (a log, a pipe, cron mail),
 where nothing is ever cut to "…", and JSON with every field.
 """

@@ -24,7 +24,7 @@ from psycopg.conninfo import conninfo_to_dict
 from dashquery.config import Settings
 from dashquery.errors import DashqueryError
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]  # dashquery/ops/ -> the checkout
 # dbt's partial-parse file and a profiles dir, shared by all runs: parsing the project from
 # scratch costs ~6 s of every `dbt run`; dbt itself re-parses when files or env vars change.
 _CACHE_DIR = PROJECT_DIR / "target" / "dashquery-cache"

@@ -24,15 +24,15 @@ from psycopg.rows import dict_row
 from rich.console import Console
 from rich.progress import Progress
 
-from dashquery.bench_report import elapsed_ms, progress_bar, summarize
 from dashquery.client import Client
 from dashquery.config import Settings
-from dashquery.dbt import run_dbt
-from dashquery.devstack import LocalStack
-from dashquery.generate import VOLUMES, generate
+from dashquery.dev.bench_report import elapsed_ms, progress_bar, summarize
+from dashquery.dev.generate import VOLUMES, generate
+from dashquery.dev.stack import LocalStack
+from dashquery.ops.dbt_runner import run_dbt
 
 if TYPE_CHECKING:
-    from dashquery.bench import BenchOptions, BenchRange
+    from dashquery.dev.bench import BenchOptions, BenchRange
 
 _DBT_FINISHED = re.compile(r"Finished running .* in .*\(([\d.]+)s\)")
 # Fewer reads than this inside the refresh window (a tiny database refreshes in

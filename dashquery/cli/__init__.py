@@ -14,13 +14,13 @@ import click
 import psycopg
 import redis
 
-from dashquery.cli_bench import bench
-from dashquery.cli_ops import refresh, status, warm_command
-from dashquery.cli_read import invalidate, metrics, orgs
-from dashquery.cli_seed import seed
-from dashquery.cli_stack import stack
+from dashquery.cli.bench import bench
+from dashquery.cli.ops import refresh, status, warm_command
+from dashquery.cli.read import invalidate, metrics, orgs
+from dashquery.cli.seed import seed
+from dashquery.cli.stack import stack
 from dashquery.errors import DashqueryError
-from dashquery.ops_errors import one_line, pg_error
+from dashquery.ops.pg_errors import one_line, pg_error
 
 DEBUG_HINT = "rerun with --debug (or DASHQUERY_DEBUG=1) for the traceback"
 

@@ -1,4 +1,4 @@
-"""``dashquery stack``: a throwaway local PostgreSQL 15 + Redis (see dashquery.devstack)."""
+"""``dashquery stack``: a throwaway local PostgreSQL 15 + Redis (see dashquery.dev.stack)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from dashquery.devstack import LocalStack, StackError
+from dashquery.dev.stack import LocalStack, StackError
 
 _DIR = click.option(
     "--dir",

@@ -27,12 +27,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from dashquery.cache_redis import RedisGuard, Scope
+from dashquery.cache.guard import RedisGuard, Scope
+from dashquery.catalog import CONTRACT_VERSION
 from dashquery.config import Settings
-from dashquery.contract import CONTRACT_VERSION
 from dashquery.errors import DashqueryError
 from dashquery.observability import CACHE_LOOKUPS
-from dashquery.request import MetricsRequest
+from dashquery.read.request import MetricsRequest
 from dashquery.result import DashboardMetrics
 
 log = logging.getLogger(__name__)

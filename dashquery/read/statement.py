@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
+from dashquery.catalog import CLAIM_STATUSES, CLAIM_TYPES, JOB_STATUSES, OPPORTUNITY_STAGES
 from dashquery.config import Settings
-from dashquery.contract import CLAIM_STATUSES, CLAIM_TYPES, JOB_STATUSES, OPPORTUNITY_STAGES
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from psycopg import sql
 from dashquery.client import Client
 from dashquery.config import Settings
 from dashquery.errors import DashqueryError, Unavailable
-from dashquery.ops_errors import pg_error
-from dashquery.request import MetricsRequest
+from dashquery.ops.pg_errors import pg_error
+from dashquery.read.request import MetricsRequest
 
 Range = tuple[dt.date, dt.date]
 

@@ -1,0 +1,1 @@
+"""The read path: request parsing, the hybrid statement, discovery, running it, series, compare."""
