@@ -1,4 +1,6 @@
-"""The ``dashquery`` command line; each command group lives in its own module.
+"""The ``dashquery`` command line; each command lives in a module of this package, imported
+only when that command runs (``LAZY_COMMANDS``): cron's ``dashquery refresh --queued`` never
+imports the benchmark, the generator or matplotlib.
 
 Every command fails the same way: one line on stderr naming the problem and a non-zero
 exit, never a traceback. ``DashqueryGroup`` turns whatever a command lets through (a
@@ -8,25 +10,47 @@ exit, never a traceback. ``DashqueryGroup`` turns whatever a command lets throug
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
 import psycopg
 import redis
 
-from dashquery.cli.bench import bench
-from dashquery.cli.ops import refresh, status, warm_command
-from dashquery.cli.read import invalidate, metrics, orgs
-from dashquery.cli.seed import seed
-from dashquery.cli.stack import stack
 from dashquery.errors import DashqueryError
 from dashquery.ops.pg_errors import one_line, pg_error
 
 DEBUG_HINT = "rerun with --debug (or DASHQUERY_DEBUG=1) for the traceback"
 
+# command name -> "module:attribute" in this package, imported on first use.
+LAZY_COMMANDS: dict[str, str] = {
+    "bench": "bench:bench",
+    "invalidate": "read:invalidate",
+    "metrics": "read:metrics",
+    "orgs": "read:orgs",
+    "refresh": "ops:refresh",
+    "seed": "seed:seed",
+    "stack": "stack:stack",
+    "status": "ops:status",
+    "warm": "ops:warm_command",
+}
+
 
 class DashqueryGroup(click.Group):
-    """A click group whose commands never end in a traceback (see the module docstring)."""
+    """A click group that imports a command only when it runs, and whose commands never
+    end in a traceback (see the module docstring)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, _, attribute = LAZY_COMMANDS[cmd_name].partition(":")
+        command = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{LAZY_COMMANDS[cmd_name]} is not a click command")
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -67,16 +91,6 @@ def cli(debug: bool) -> None:
     Configuration comes from PG* and DASHQUERY_* environment variables (see README).
     """
 
-
-cli.add_command(stack)
-cli.add_command(seed)
-cli.add_command(metrics)
-cli.add_command(invalidate)
-cli.add_command(orgs)
-cli.add_command(status)
-cli.add_command(warm_command)
-cli.add_command(refresh)
-cli.add_command(bench)
 
 
 def main() -> None:

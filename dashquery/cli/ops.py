@@ -15,7 +15,7 @@ from dashquery.client import Client
 from dashquery.config import Settings
 from dashquery.errors import DashqueryError
 from dashquery.ops.dbt_runner import run_dbt
-from dashquery.ops.events import drain_queue
+from dashquery.ops.refresh_queue import drain_queue
 from dashquery.ops.status import collect_status
 from dashquery.ops.status_report import print_status
 from dashquery.ops.warm import active_organizations, common_ranges, warm, warm_requests

@@ -160,19 +160,6 @@ class LocalStack:
             os.kill(pid, signal.SIGKILL)
         self._pidfile.unlink(missing_ok=True)
 
-    def pause_redis(self) -> None:
-        """Freeze Redis (SIGSTOP): connections stay open but every command times out."""
-        self._signal_redis(signal.SIGSTOP)
-
-    def resume_redis(self) -> None:
-        """Undo pause_redis() (SIGCONT)."""
-        self._signal_redis(signal.SIGCONT)
-
-    def restart_postgres(self) -> None:
-        """Fast shutdown, then start again on the same port: open connections are dropped."""
-        self._pg_ctl("-m", "fast", "stop")
-        self._start_postgres()
-
     # ---- postgres ---------------------------------------------------------------------------
 
     def _start_postgres(self) -> None:

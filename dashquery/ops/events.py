@@ -5,7 +5,8 @@ change. The organization's cached results are dropped at once (today's days are 
 so the next computed result already has the change). When ``occurred_on`` is before today
 the change rewrote history that the materialized views hold, so the affected views are
 queued in ``dashquery_refresh_queue``; ``dashquery refresh --queued`` (cron, every minute)
-drains the queue with one ``dbt run``. The cron cadences refresh every view anyway: the
+drains the queue with one ``dbt run`` (``dashquery.ops.refresh_queue``: it needs dbt, which
+an application calling ``notify`` does not). The cron cadences refresh every view anyway: the
 queue only shortens how long a back-dated change takes to appear, from a cadence to about a
 minute, so a stopped drain degrades freshness and never correctness.
 
@@ -19,8 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -29,10 +29,8 @@ from psycopg import sql
 
 from dashquery.config import Settings, shown
 from dashquery.errors import InvalidQuery
-from dashquery.ops.dbt_runner import DbtResult, run_dbt
 from dashquery.ops.pg_errors import pg_error
 from dashquery.read.request import parse_date, parse_organization_id, strip_blanks
-from dashquery.read.statement import MATERIALIZED_VIEWS, WATERMARKS_TABLE
 
 if TYPE_CHECKING:
     from dashquery.client import Client
@@ -61,15 +59,6 @@ on conflict (view_name) do update set
         from unnest(string_to_array(concat_ws(' ', q.reason, excluded.reason), ' ')) as token
         where token <> ''
     )"""
-)
-# One statement: rows deleted by a concurrent drain are not returned here, so two drains
-# never take the same entry.
-_TAKE = sql.SQL(
-    "delete from {queue} where view_name = any(%(known)s) returning view_name, requested_at, reason"
-)
-_UNKNOWN = sql.SQL("select view_name from {queue} where not (view_name = any(%(known)s))")
-_WATERMARKS = sql.SQL(
-    "select view_name, watermark from {} where view_name = any(%s) and last_failed_at is null"
 )
 # The ISO forms an application sends, in ASCII: datetime.fromisoformat alone also takes
 # ISO week dates, basic forms and other separators, which name some other instant.
@@ -150,7 +139,7 @@ def enqueue(
     reason: str | None,
     requested_at: dt.datetime | None = None,
 ) -> None:
-    statement = _ENQUEUE.format(queue=_table(settings, QUEUE_TABLE))
+    statement = _ENQUEUE.format(queue=table(settings, QUEUE_TABLE))
     with conn.cursor() as cursor:
         cursor.executemany(
             statement,
@@ -158,124 +147,5 @@ def enqueue(
         )
 
 
-@dataclass(frozen=True)
-class QueuedView:
-    view_name: str
-    requested_at: dt.datetime
-    reason: str | None
-
-    def organizations(self) -> set[uuid.UUID] | None:
-        """Organizations that asked for this refresh; None if unknown (a manual entry)."""
-        orgs: set[uuid.UUID] = set()
-        for token in (self.reason or "").split():
-            try:
-                orgs.add(uuid.UUID(token.rpartition(":")[2]))
-            except ValueError:
-                return None
-        return orgs or None
-
-
-@dataclass(frozen=True)
-class DrainReport:
-    """What ``drain_queue`` did; ``ok`` is False when dbt failed."""
-
-    taken: tuple[QueuedView, ...] = ()
-    refreshed: tuple[str, ...] = ()
-    requeued: tuple[str, ...] = ()
-    unknown: tuple[str, ...] = ()
-    invalidated: tuple[uuid.UUID, ...] = ()
-    invalidated_all: bool = False
-    dbt: DbtResult | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.dbt is None or self.dbt.returncode == 0
-
-
-def drain_queue(
-    client: Client, *, run: Callable[[Sequence[str], Settings], DbtResult] | None = None
-) -> DrainReport:
-    """Take every queued view, refresh them with one ``dbt run``, invalidate the askers.
-
-    An entry counts as done when its view's new watermark is at or after its requested_at,
-    i.e. the refresh read the tables after the change was committed. Anything else goes
-    back into the queue: a failed refresh, or one skipped because a cron refresh held the
-    view's advisory lock (that refresh may have started before the change).
-    """
-    settings = client.settings
-    runner = run or (lambda args, s: run_dbt(args, s, check=False))
-    known = list(MATERIALIZED_VIEWS)
-    try:
-        with _connect(settings) as conn:
-            params = {"known": known}
-            query = _UNKNOWN.format(queue=_queue(settings))
-            unknown = tuple(r[0] for r in conn.execute(query, params))
-            rows = conn.execute(_TAKE.format(queue=_queue(settings)), params).fetchall()
-    except psycopg.Error as exc:
-        raise pg_error(exc, "read the refresh queue", settings.schema) from exc
-    taken = tuple(sorted((QueuedView(*row) for row in rows), key=lambda q: q.view_name))
-    if not taken:
-        return DrainReport(unknown=unknown)
-    result: DbtResult | None = None
-    try:
-        result = runner(["run", "--select", *(q.view_name for q in taken)], settings)
-    finally:
-        # Even when dbt could not start at all, nothing taken may be lost.
-        done, requeued = _settle(settings, taken)
-    refreshed = [q for q in taken if q.view_name in done]
-    orgs: set[uuid.UUID] = set()
-    invalidate_all = False
-    for entry in refreshed:
-        asked = entry.organizations()
-        invalidate_all = invalidate_all or asked is None
-        orgs |= asked or set()
-    if invalidate_all:
-        client.invalidate_all()
-    else:
-        for org in sorted(orgs):
-            client.invalidate_org(org)
-    return DrainReport(
-        taken=taken,
-        refreshed=tuple(q.view_name for q in refreshed),
-        requeued=requeued,
-        unknown=unknown,
-        invalidated=() if invalidate_all else tuple(sorted(orgs)),
-        invalidated_all=invalidate_all,
-        dbt=result,
-    )
-
-
-def _settle(settings: Settings, taken: Sequence[QueuedView]) -> tuple[set[str], tuple[str, ...]]:
-    """Which taken views were refreshed after their request; put the others back."""
-    try:
-        with _connect(settings) as conn:
-            query = _WATERMARKS.format(_table(settings, WATERMARKS_TABLE))
-            marks = dict(conn.execute(query, ([q.view_name for q in taken],)).fetchall())
-            done = {
-                q.view_name
-                for q in taken
-                if q.view_name in marks and marks[q.view_name] >= q.requested_at
-            }
-            pending = [q for q in taken if q.view_name not in done]
-            with conn.transaction():
-                for entry in pending:
-                    enqueue(conn, settings, [entry.view_name], entry.reason, entry.requested_at)
-    except psycopg.Error as exc:
-        what = f"put {', '.join(q.view_name for q in taken)} back in the refresh queue"
-        raise pg_error(exc, what, settings.schema) from exc
-    return done, tuple(q.view_name for q in pending)
-
-
-def _connect(settings: Settings) -> psycopg.Connection[Any]:
-    try:
-        return psycopg.connect(settings.conninfo, autocommit=True, connect_timeout=10)
-    except psycopg.Error as exc:
-        raise pg_error(exc, "reach PostgreSQL for the refresh queue") from exc
-
-
-def _queue(settings: Settings) -> sql.Composed:
-    return _table(settings, QUEUE_TABLE)
-
-
-def _table(settings: Settings, name: str) -> sql.Composed:
+def table(settings: Settings, name: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(settings.schema), sql.Identifier(name))

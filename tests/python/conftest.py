@@ -20,13 +20,14 @@ import redis
 from psycopg import sql
 
 from dashquery.dev.stack import LocalStack
+from tests.python.fault_stack import FaultStack
 from tests.python.helpers import Dashboard, build_dashboard
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
-    """A started LocalStack for the whole session, destroyed (folder and all) at the end."""
-    local = LocalStack(root=Path(tempfile.mkdtemp(prefix="dashquery-stack-")))
+def stack() -> Iterator[FaultStack]:
+    """A started stack (with the test-only fault hooks) for the session, then destroyed."""
+    local = FaultStack(root=Path(tempfile.mkdtemp(prefix="dashquery-stack-")))
     try:
         local.start()
         yield local

@@ -27,6 +27,7 @@ from dashquery.catalog import METRIC_KEYS
 from dashquery.client import Client
 from dashquery.dev.stack import LocalStack
 from dashquery.result import DashboardMetrics
+from tests.python.fault_stack import FaultStack
 from tests.python.helpers import Dashboard, business_today
 
 
@@ -34,7 +35,7 @@ from tests.python.helpers import Dashboard, business_today
 def private_stack(prefix: str) -> Iterator[LocalStack]:
     """A PostgreSQL + Redis of one test module's own, for faults that stop or freeze a server
     (the session's stack is shared by every other test)."""
-    local = LocalStack(root=Path(tempfile.mkdtemp(prefix=prefix)))
+    local = FaultStack(root=Path(tempfile.mkdtemp(prefix=prefix)))
     try:
         local.start()
         yield local

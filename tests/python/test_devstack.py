@@ -7,6 +7,7 @@ import pytest
 import redis
 
 from dashquery.dev.stack import LocalStack, StackError
+from tests.python.fault_stack import FaultStack
 
 
 def test_both_servers_answer(pg_conninfo: str, redis_client: redis.Redis) -> None:
@@ -29,7 +30,7 @@ def test_env_points_at_the_servers(stack: LocalStack) -> None:
 
 def test_start_twice_is_idempotent(stack: LocalStack) -> None:
     before = stack.env()
-    assert LocalStack(root=stack.root).start() == before
+    assert FaultStack(root=stack.root).start() == before
     assert stack.start() == before
 
 
@@ -74,7 +75,7 @@ def test_restart_postgres_drops_connections(stack: LocalStack, pg_conninfo: str)
 
 
 def test_stop_is_safe_twice_and_destroy_removes_the_folder(stack: LocalStack) -> None:
-    local = LocalStack(root=stack.root.with_name(stack.root.name + "-own"))
+    local = FaultStack(root=stack.root.with_name(stack.root.name + "-own"))
     local.stop()  # nothing running yet
     env = local.start()
     local.stop()
