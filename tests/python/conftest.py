@@ -82,3 +82,10 @@ def dashboard(stack: LocalStack, redis_url: str) -> Dashboard:
 def scratch_dashboard(stack: LocalStack, redis_url: str) -> Dashboard:
     """A dashboard database of the test module's own, free to write to and refresh."""
     return build_dashboard(stack, redis_url, seed=23, orgs=2)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything in this folder is the integration tier (real PostgreSQL and Redis)."""
+    for item in items:
+        if "tests/python/" in item.nodeid:
+            item.add_marker(pytest.mark.integration)
