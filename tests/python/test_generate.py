@@ -334,10 +334,14 @@ def test_cli_refuses_existing_tables_without_replace(fresh_db: str) -> None:
 def test_bad_arguments_are_config_errors(fresh_db: str) -> None:
     with pytest.raises(ValueError, match="volume"):
         generate(fresh_db, source_schema="x", timezone="UTC", volume="1000x", progress=False)
-    with pytest.raises(ValueError, match="timezone"):
+    with pytest.raises(ValueError, match="DASHQUERY_TIMEZONE"):
         generate(fresh_db, source_schema="x", timezone="Mars/Base", progress=False)
+    # Any name PostgreSQL can store is a schema name ("a;b" too): only empty, NUL or too long
+    # are refused.
     with pytest.raises(ValueError, match="source_schema"):
-        generate(fresh_db, source_schema="a;b", timezone="UTC", progress=False)
+        generate(fresh_db, source_schema="a\0b", timezone="UTC", progress=False)
+    with pytest.raises(ValueError, match="must be positive"):
+        generate(fresh_db, source_schema="x", timezone="UTC", days=0, progress=False)
 
 
 @pytest.mark.slow
