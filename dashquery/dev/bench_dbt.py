@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -26,13 +26,11 @@ from rich.progress import Progress
 
 from dashquery.client import Client
 from dashquery.config import Settings
-from dashquery.dev.bench_report import elapsed_ms, progress_bar, summarize
+from dashquery.dev.bench_options import BenchOptions, BenchRange
+from dashquery.dev.bench_stats import elapsed_ms, progress_bar, summarize
 from dashquery.dev.generate import VOLUMES, generate
 from dashquery.dev.stack import LocalStack
 from dashquery.ops.dbt_runner import run_dbt
-
-if TYPE_CHECKING:
-    from dashquery.dev.bench import BenchOptions, BenchRange
 
 _DBT_FINISHED = re.compile(r"Finished running .* in .*\(([\d.]+)s\)")
 # Fewer reads than this inside the refresh window (a tiny database refreshes in

@@ -20,7 +20,8 @@ from rich.console import Console
 
 from dashquery.cli import cli
 from dashquery.dev.bench import BenchOptions, run_bench
-from dashquery.dev.bench_report import percentile, print_summary, summarize, write_outputs
+from dashquery.dev.bench_report import print_summary, write_outputs
+from dashquery.dev.bench_stats import percentile, summarize
 from tests.python.helpers import Dashboard
 
 STAT_KEYS = {"n", "min", "mean", "p25", "p50", "p75", "p95", "p99", "max"}

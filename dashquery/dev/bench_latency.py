@@ -1,0 +1,114 @@
+"""Benchmark part 1: the three read paths per range, and the floors any read pays.
+
+All three read paths run on the same data in one process, interleaved per sample (naive,
+hybrid, cached for the same organization), so drift in the machine's load hits them alike.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from rich.progress import Progress
+
+from dashquery.client import Client
+from dashquery.config import Settings
+from dashquery.dev.bench_options import PATHS, BenchOptions, BenchRange
+from dashquery.dev.bench_stats import elapsed_ms, ratios, summarize
+from dashquery.dev.naive import naive_metrics
+from dashquery.read.request import MetricsRequest
+
+FLOOR_SAMPLES = 1000
+
+
+def measure_latency(
+    conn: psycopg.Connection[Any],
+    client: Client,
+    settings: Settings,
+    orgs: Sequence[uuid.UUID],
+    ranges: Sequence[BenchRange],
+    options: BenchOptions,
+    rng: random.Random,
+    bar: Progress,
+) -> dict[str, Any]:
+    paths: dict[str, dict[str, list[float]]] = {name: {} for name in PATHS}
+    hits = total = 0
+    task = bar.add_task("naive / hybrid / cached reads", total=len(ranges) * options.samples)
+    for r in ranges:
+        picks = [rng.choice(orgs) for _ in range(options.samples)]
+        # Not measured: the first runs plan and prepare statements and fill the buffer
+        # cache; the cache warm-up stores every (organization, range) read below.
+        naive_metrics(conn, settings, picks[0], r.date_from, r.date_to)
+        for _ in range(2):
+            client.compute(picks[0], r.date_from, r.date_to)
+        for org in dict.fromkeys(picks):
+            client.get_metrics(org, r.date_from, r.date_to)
+        for name in paths:
+            paths[name][r.label] = []
+        for org in picks:
+            t = time.perf_counter()
+            naive_metrics(conn, settings, org, r.date_from, r.date_to)
+            paths["naive"][r.label].append(elapsed_ms(t))
+            t = time.perf_counter()
+            client.compute(org, r.date_from, r.date_to)
+            paths["hybrid"][r.label].append(elapsed_ms(t))
+            t = time.perf_counter()
+            result = client.get_metrics(org, r.date_from, r.date_to)
+            paths["cached"][r.label].append(elapsed_ms(t))
+            hits += result.source == "cache"
+            total += 1
+            bar.advance(task)
+    stats = {
+        name: {label: summarize(values) for label, values in by_range.items()}
+        for name, by_range in paths.items()
+    }
+    return {
+        "ranges": [r.to_dict() for r in ranges],
+        "stats_ms": stats,
+        "ratios": {
+            "naive_over_hybrid": ratios(stats["naive"], stats["hybrid"]),
+            "hybrid_over_cached": ratios(stats["hybrid"], stats["cached"]),
+        },
+        "cached_hit_rate": hits / total if total else 0.0,
+        "samples_ms": {
+            name: {label: [round(v, 4) for v in values] for label, values in by_range.items()}
+            for name, by_range in paths.items()
+        },
+    }
+
+
+def measure_floors(client: Client, org: uuid.UUID, r: BenchRange, bar: Progress) -> dict[str, Any]:
+    """What any read pays at least: one Redis GET of a cached value's size, one pooled
+    ``SELECT 1``."""
+    task = bar.add_task("floors (Redis GET, SELECT 1)", total=2 * FLOOR_SAMPLES)
+    floors: dict[str, Any] = {}
+    if client.cache is not None:
+        client.get_metrics(org, r.date_from, r.date_to)
+        cached = client.cache.key(MetricsRequest.parse(org, r.date_from, r.date_to)).value
+        size = client.cache.redis.strlen(cached) or 2048
+        key = f"dashquery-bench:floor:{uuid.uuid4().hex}"
+        client.cache.redis.set(key, os.urandom(size), ex=600)
+        try:
+            redis_ms = []
+            for _ in range(FLOOR_SAMPLES):
+                t = time.perf_counter()
+                client.cache.redis.get(key)
+                redis_ms.append(elapsed_ms(t))
+                bar.advance(task)
+        finally:
+            client.cache.redis.delete(key)
+        floors["redis_get"] = summarize(redis_ms) | {"value_bytes": size}
+    pg_ms = []
+    for _ in range(FLOOR_SAMPLES):
+        t = time.perf_counter()
+        with client.pool.connection() as conn:
+            conn.execute("select 1").fetchone()
+        pg_ms.append(elapsed_ms(t))
+        bar.advance(task)
+    floors["pg_select_1"] = summarize(pg_ms) | {"includes": "pool checkout and return"}
+    return floors

@@ -1,0 +1,106 @@
+"""The project's benchmark targets, evaluated on a finished report.
+
+Targets are measured and reported (pass or fail), never asserted: a slow machine must still
+produce a report. A target defined "at 10x" that was measured at another volume says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+TARGET_VOLUME = "10x"
+TARGET_CLIENTS = 50
+
+
+def _target(
+    name: str,
+    description: str,
+    measured: float | None,
+    comparison: str,
+    threshold: float,
+    unit: str,
+    volume: str,
+    *,
+    defined_at: str | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    passed = None
+    if measured is not None:
+        passed = measured <= threshold if comparison == "<=" else measured >= threshold
+    notes = [note] if note else []
+    if defined_at and volume != defined_at:
+        notes.append(f"target defined at {defined_at}; measured at {volume}")
+    return {
+        "name": name,
+        "description": description,
+        "measured": None if measured is None else round(measured, 4),
+        "comparison": comparison,
+        "threshold": threshold,
+        "unit": unit,
+        "passed": passed,
+        "volume": volume,
+        "defined_at": defined_at,
+        "at_defined_volume": defined_at is None or volume == defined_at,
+        "note": "; ".join(notes) or None,
+    }
+
+
+def evaluate_targets(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    volume = report["meta"]["volume"]
+    stats = report["latency"]["stats_ms"]
+    cached_p50 = {label: s["p50"] for label, s in stats["cached"].items()}
+    worst = max(cached_p50, key=cached_p50.__getitem__)
+    hybrid_730, naive_730 = stats["hybrid"].get("730d"), stats["naive"].get("730d")
+    speedup = None
+    if hybrid_730 and naive_730 and hybrid_730["p50"]:
+        speedup = naive_730["p50"] / hybrid_730["p50"]
+    refresh = report["refresh"]["selectors"].get("tag:15min")
+    concurrency = report["concurrency"]
+    clients_note = None
+    if concurrency["clients"] != TARGET_CLIENTS:
+        clients_note = (
+            f"target defined for {TARGET_CLIENTS} clients; measured with {concurrency['clients']}"
+        )
+    return [
+        _target(
+            "cached_p50",
+            f"cached read p50, worst range ({worst})",
+            cached_p50[worst], "<=", 1.0, "ms", volume,
+        ),
+        _target(
+            "hybrid_p95_730d",
+            "cold hybrid read (Client.compute) p95 over 730 days",
+            hybrid_730["p95"] if hybrid_730 else None, "<=", 20.0, "ms", volume,
+            defined_at=TARGET_VOLUME,
+        ),
+        _target(
+            "hybrid_speedup_730d",
+            "naive p50 / cold hybrid p50 over 730 days",
+            speedup, ">=", 50.0, "x", volume,
+            defined_at=TARGET_VOLUME,
+        ),
+        _target(
+            "refresh_15min_seconds",
+            "wall time of `dbt run --select tag:15min` (dbt start-up and parse included)",
+            refresh["wall_seconds"] if refresh else None, "<=", 10.0, "s", volume,
+            defined_at=TARGET_VOLUME,
+        ),
+        _target(
+            "read_p95_during_refresh",
+            "cold hybrid read p95 during a tag:15min refresh / without",
+            report["refresh"]["reads"]["p95_ratio"], "<=", 2.0, "x", volume,
+        ),
+        _target(
+            "concurrent_p95",
+            f"get_metrics p95 with {concurrency['clients']} concurrent clients",
+            concurrency["latency_ms"]["p95"], "<=", 20.0, "ms", volume,
+            note=clients_note,
+        ),
+        _target(
+            "concurrent_hit_rate",
+            f"cache hit rate with {concurrency['clients']} concurrent clients",
+            concurrency["hit_rate"], ">=", 0.8, "ratio", volume,
+            note=clients_note,
+        ),
+    ]  # fmt: skip
