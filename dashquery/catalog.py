@@ -1,4 +1,11 @@
-"""Names fixed by the contract (../shared/contract/METRICS.md §2-§4), in one place.
+"""Names fixed by the contract (../shared/contract/METRICS.md §2-§4) and by the dbt project,
+defined once for the Python side.
+
+The dbt side declares the same catalog in each model's ``config.meta.dashquery`` (the yml
+beside it) and the value sets in ``dbt_project.yml`` (var ``dashquery_value_sets``);
+``tests/unit/test_catalog.py`` checks this module against ``dbt parse``'s manifest in both
+directions, and the dbt test ``matches_catalog`` checks each relation's real columns against
+its meta. Every other module imports these names from here instead of writing them again.
 
 Bump ``CONTRACT_VERSION`` whenever the meaning or shape of a result changes: it is part of
 every cache key, so results computed under an older contract are never served.
@@ -6,26 +13,204 @@ every cache key, so results computed under an older contract are never served.
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import dataclass
+from typing import ClassVar, Final
 
 CONTRACT_VERSION: Final = "2"
 MAX_RANGE_DAYS: Final = 3660
 
+# The value sets metrics break down or filter by (dbt var dashquery_value_sets), in order.
+PENDING_ORDER_STATUSES: Final = ("draft", "confirmed", "picking", "picked", "shipped")
 OPPORTUNITY_STAGES: Final = ("new", "qualified", "proposal", "negotiation", "won", "lost")
 JOB_STATUSES: Final = ("scheduled", "in_progress", "completed", "cancelled")
 CLAIM_STATUSES: Final = ("pending", "approved", "rejected", "resolved")
 CLAIM_TYPES: Final = ("defect", "damage", "performance")
+VALUE_SETS: Final[dict[str, tuple[str, ...]]] = {
+    "pending_order_statuses": PENDING_ORDER_STATUSES,
+    "opportunity_stages": OPPORTUNITY_STAGES,
+    "job_statuses": JOB_STATUSES,
+    "claim_statuses": CLAIM_STATUSES,
+    "claim_types": CLAIM_TYPES,
+}
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """A §3 breakdown metric: one additive count column ``<prefix>_<value>`` per value."""
+
+    metric: str
+    prefix: str
+    values_var: str
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        return VALUE_SETS[self.values_var]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(f"{self.prefix}_{value}" for value in self.values)
+
+
+DAY_KEY: Final = ("organization_id", "business_day")
+
+
+@dataclass(frozen=True)
+class DailyBlock:
+    """A daily view (one row per organization and business day, every column additive), the
+    materialized view built from it, its additive columns and its breakdowns."""
+
+    kind: ClassVar[str] = "additive_days"
+    name: str
+    view: str
+    materialized_view: str
+    additive: tuple[str, ...]
+    breakdowns: tuple[Breakdown, ...] = ()
+    key: tuple[str, ...] = DAY_KEY
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every summed column: the additive ones, then each breakdown's."""
+        return (*self.additive, *(c for b in self.breakdowns for c in b.columns))
+
+
+@dataclass(frozen=True)
+class DistinctDays:
+    """One row per organization, business day and ``distinct`` value: counted distinct over
+    a range, never summed (``unique_customers``)."""
+
+    kind: ClassVar[str] = "distinct_days"
+    name: str
+    view: str
+    materialized_view: str
+    key: tuple[str, ...]
+    distinct: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One row per organization: the state now, not of a range."""
+
+    kind: ClassVar[str] = "snapshot"
+    name: str
+    view: str
+    materialized_view: str
+    key: tuple[str, ...]
+    columns: tuple[str, ...]
+
+
+DAILY_BLOCKS: Final[tuple[DailyBlock, ...]] = (
+    DailyBlock(
+        "orders",
+        "daily_orders",
+        "mv_daily_orders",
+        (
+            "orders_count",
+            "delivered_orders",
+            "pending_orders",
+            "cancelled_orders",
+            "non_cancelled_orders",
+            "total_order_value_cents",
+            "revenue_cents",
+        ),
+    ),
+    DailyBlock("energy", "daily_energy", "mv_daily_energy", ("kwh_deployed",)),
+    DailyBlock(
+        "pipeline",
+        "daily_pipeline",
+        "mv_daily_pipeline",
+        (
+            "new_opportunities",
+            "pipeline_value_cents",
+            "weighted_pipeline_cents",
+            "won_opportunities",
+            "lost_opportunities",
+            "won_value_cents",
+        ),
+        (Breakdown("opportunities_by_stage", "opportunities_stage", "opportunity_stages"),),
+    ),
+    DailyBlock(
+        "jobs",
+        "daily_jobs",
+        "mv_daily_jobs",
+        ("jobs_scheduled", "estimated_hours", "jobs_completed", "labor_hours"),
+        (Breakdown("jobs_by_status", "jobs_status", "job_statuses"),),
+    ),
+    DailyBlock(
+        "warranty",
+        "daily_warranty",
+        "mv_daily_warranty",
+        ("warranty_claims", "resolved_claims", "resolution_seconds"),
+        (
+            Breakdown("claims_by_status", "claims_status", "claim_statuses"),
+            Breakdown("claims_by_type", "claims_type", "claim_types"),
+        ),
+    ),
+)
+CUSTOMER_DAYS: Final = DistinctDays(
+    "orders",
+    "daily_order_customers",
+    "mv_order_customer_days",
+    (*DAY_KEY, "customer_id"),
+    "customer_id",
+)
+CURRENT_STATE: Final = Snapshot(
+    "current_state",
+    "current_state",
+    "mv_current_state",
+    ("organization_id",),
+    ("active_installations", "open_warranty_claims", "current_pipeline_cents", "active_customers"),
+)
+# Every relation the read path reads, each a dbt model with its meta.dashquery.
+RELATIONS: Final[tuple[DailyBlock | DistinctDays | Snapshot, ...]] = (
+    *DAILY_BLOCKS,
+    CUSTOMER_DAYS,
+    CURRENT_STATE,
+)
+CUSTOMER_DAYS_VIEW: Final = CUSTOMER_DAYS.view
+CUSTOMER_DAYS_MV: Final = CUSTOMER_DAYS.materialized_view
+CURRENT_STATE_VIEW: Final = CURRENT_STATE.view
+CURRENT_STATE_MV: Final = CURRENT_STATE.materialized_view
+CURRENT_STATE_COLUMNS: Final = CURRENT_STATE.columns
+DAILY_VIEWS: Final = tuple(relation.view for relation in RELATIONS)
+MATERIALIZED_VIEWS: Final = tuple(relation.materialized_view for relation in RELATIONS)
 
 # The §4 freshness blocks and the materialized views each one reads.
 BLOCK_VIEWS: Final[dict[str, tuple[str, ...]]] = {
-    "orders": ("mv_daily_orders", "mv_order_customer_days"),
-    "energy": ("mv_daily_energy",),
-    "pipeline": ("mv_daily_pipeline",),
-    "jobs": ("mv_daily_jobs",),
-    "warranty": ("mv_daily_warranty",),
-    "current_state": ("mv_current_state",),
+    block: tuple(r.materialized_view for r in RELATIONS if r.name == block)
+    for block in dict.fromkeys(relation.name for relation in RELATIONS)
 }
-RANGE_BLOCKS: Final = ("orders", "energy", "pipeline", "jobs", "warranty")
+RANGE_BLOCKS: Final = tuple(block for block in BLOCK_VIEWS if block != CURRENT_STATE.name)
+
+# The bookkeeping tables dbt keeps beside the views (macros/bookkeeping.sql).
+WATERMARKS_TABLE: Final = "dashquery_watermarks"
+RELATIONS_TABLE: Final = "dashquery_relations"
+DEPLOYMENT_TABLE: Final = "dashquery_deployment"
+RUNS_TABLE: Final = "dashquery_refresh_runs"
+QUEUE_TABLE: Final = "dashquery_refresh_queue"
+BOOKKEEPING_TABLES: Final = (
+    WATERMARKS_TABLE,
+    RELATIONS_TABLE,
+    DEPLOYMENT_TABLE,
+    RUNS_TABLE,
+    QUEUE_TABLE,
+)
+# A refresh holds pg_try_advisory_lock(hashtextextended(LOCK_KEY_PREFIX || '<schema>.<view>',
+# 0)) (macros/materializations/dashboard_mv_steps.sql); ``dashquery status`` looks it up.
+LOCK_KEY_PREFIX: Final = "dashquery:"
+
+# The events ``notify`` takes and the blocks whose history each can rewrite; the
+# current-state snapshot is queued with every back-dated event (one small scan).
+EVENT_BLOCKS: Final[dict[str, tuple[str, ...]]] = {
+    "order.delivered": ("orders", "energy", CURRENT_STATE.name),
+    "order.changed": ("orders", "energy", CURRENT_STATE.name),
+    "opportunity.stage_changed": ("pipeline", CURRENT_STATE.name),
+    "job.status_changed": ("jobs", "energy", CURRENT_STATE.name),
+    "warranty_claim.changed": ("warranty", CURRENT_STATE.name),
+}
+EVENT_VIEWS: Final[dict[str, tuple[str, ...]]] = {
+    event: tuple(view for block in blocks for view in BLOCK_VIEWS[block])
+    for event, blocks in EVENT_BLOCKS.items()
+}
 
 # Every §3 key, in contract order, with its JSON kind: "int" (counts and integral cent
 # sums), "number" (exact decimals and ratios; null when a denominator is 0) or "breakdown"
@@ -62,11 +247,10 @@ METRIC_KINDS: Final[dict[str, str]] = {
     "current_pipeline_cents": "number",
     "active_customers": "int",
 }
-
+BREAKDOWNS: Final[dict[str, Breakdown]] = {
+    breakdown.metric: breakdown for block in DAILY_BLOCKS for breakdown in block.breakdowns
+}
 BREAKDOWN_VALUES: Final[dict[str, tuple[str, ...]]] = {
-    "opportunities_by_stage": OPPORTUNITY_STAGES,
-    "jobs_by_status": JOB_STATUSES,
-    "claims_by_status": CLAIM_STATUSES,
-    "claims_by_type": CLAIM_TYPES,
+    metric: breakdown.values for metric, breakdown in BREAKDOWNS.items()
 }
 METRIC_KEYS: Final = tuple(METRIC_KINDS)

@@ -3,12 +3,13 @@
 The application calls ``notify(organization_id, event, occurred_on)`` after committing a
 change. The organization's cached results are dropped at once (today's days are read live,
 so the next computed result already has the change). When ``occurred_on`` is before today
-the change rewrote history that the materialized views hold, so the affected views are
-queued in ``dashquery_refresh_queue``; ``dashquery refresh --queued`` (cron, every minute)
-drains the queue with one ``dbt run`` (``dashquery.ops.refresh_queue``: it needs dbt, which
-an application calling ``notify`` does not). The cron cadences refresh every view anyway: the
-queue only shortens how long a back-dated change takes to appear, from a cadence to about a
-minute, so a stopped drain degrades freshness and never correctness.
+the change rewrote history that the materialized views hold, so the affected views
+(``catalog.EVENT_VIEWS``) are queued in the refresh queue (``catalog.QUEUE_TABLE``);
+``dashquery refresh --queued`` (cron, every minute) drains the queue with one ``dbt run``
+(``dashquery.ops.refresh_queue``: it needs dbt, which an application calling ``notify`` does
+not). The cron cadences refresh every view anyway: the queue only shortens how long a
+back-dated change takes to appear, from a cadence to about a minute, so a stopped drain
+degrades freshness and never correctness.
 
 Queue rows carry, in ``reason``, the set of ``<event>:<organization_id>`` tokens that asked
 for them, so a drain can invalidate exactly those organizations once their views are
@@ -27,6 +28,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 
+from dashquery.catalog import EVENT_VIEWS, QUEUE_TABLE
 from dashquery.config import Settings, shown
 from dashquery.errors import InvalidQuery
 from dashquery.ops.pg_errors import pg_error
@@ -34,18 +36,6 @@ from dashquery.read.request import parse_date, parse_organization_id, strip_blan
 
 if TYPE_CHECKING:
     from dashquery.client import Client
-
-QUEUE_TABLE = "dashquery_refresh_queue"
-_ORDER_VIEWS = ("mv_daily_orders", "mv_order_customer_days", "mv_daily_energy")
-# mv_current_state is a snapshot of now that cron refreshes every 5 minutes; it is queued
-# with every back-dated event because refreshing it costs one small scan.
-EVENT_VIEWS: dict[str, tuple[str, ...]] = {
-    "order.delivered": (*_ORDER_VIEWS, "mv_current_state"),
-    "order.changed": (*_ORDER_VIEWS, "mv_current_state"),
-    "opportunity.stage_changed": ("mv_daily_pipeline", "mv_current_state"),
-    "job.status_changed": ("mv_daily_jobs", "mv_daily_energy", "mv_current_state"),
-    "warranty_claim.changed": ("mv_daily_warranty", "mv_current_state"),
-}
 
 # Upsert keeping the earliest requested_at (a drain compares it with the new watermark)
 # and the union of the reason tokens, deduplicated.

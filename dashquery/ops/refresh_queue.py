@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
+from dashquery.catalog import MATERIALIZED_VIEWS, QUEUE_TABLE, WATERMARKS_TABLE
 from dashquery.config import Settings
 from dashquery.ops.dbt_runner import DbtResult, run_dbt
-from dashquery.ops.events import QUEUE_TABLE, enqueue, table
+from dashquery.ops.events import enqueue, table
 from dashquery.ops.pg_errors import pg_error
-from dashquery.read.statement import MATERIALIZED_VIEWS, WATERMARKS_TABLE
 
 if TYPE_CHECKING:
     from dashquery.client import Client

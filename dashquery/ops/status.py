@@ -3,7 +3,7 @@
 ``collect_status`` is what ``dashquery status`` prints and what a health check or a
 ``/metrics`` endpoint calls. A view is unhealthy when it is:
 
-- **missing**: expected (``hybrid.MATERIALIZED_VIEWS``) but not a populated materialized
+- **missing**: expected (``catalog.MATERIALIZED_VIEWS``) but not a populated materialized
   view, or never recorded a watermark;
 - **failed**: its last run (skipped runs aside) failed, its watermark row carries a failure
   recorded after it, or its last run is still ``running`` although nobody holds its
@@ -35,10 +35,18 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from dashquery.catalog import (
+    LOCK_KEY_PREFIX,
+    MATERIALIZED_VIEWS,
+    QUEUE_TABLE,
+    RELATIONS_TABLE,
+    RUNS_TABLE,
+    WATERMARKS_TABLE,
+)
 from dashquery.config import Settings
 from dashquery.observability import REFRESH_SECONDS, VIEW_WATERMARK_AGE
 from dashquery.ops.pg_errors import pg_error
-from dashquery.ops.status_checks import RELATIONS_TABLE, check_redis, outdated_views, settings_drift
+from dashquery.ops.status_checks import check_redis, outdated_views, settings_drift
 from dashquery.ops.status_report import (
     OVERDUE_FACTOR,
     LastRun,
@@ -46,12 +54,9 @@ from dashquery.ops.status_report import (
     ViewStatus,
     human_duration,
 )
-from dashquery.read.statement import MATERIALIZED_VIEWS, WATERMARKS_TABLE
 
 __all__ = ["OVERDUE_FACTOR", "StatusReport", "ViewStatus", "collect_status", "human_duration"]
 
-RUNS_TABLE = "dashquery_refresh_runs"
-QUEUE_TABLE = "dashquery_refresh_queue"
 # The materialization commits its 'running' row and only then takes the advisory lock, a
 # few statements later; a younger unlocked 'running' row is a run starting, not a dead one.
 LOCK_GRACE_SECONDS = 30.0
@@ -66,7 +71,7 @@ _WATERMARKS = sql.SQL(
     " last_failed_at, last_error, extract(epoch from now() - watermark)::float8 as age_seconds"
     " from {}"
 )
-# The lock key is the materialization's: hashtextextended('dashquery:<schema>.<view>', 0),
+# The lock key is the materialization's: hashtextextended('<LOCK_KEY_PREFIX><schema>.<view>', 0),
 # held with pg_try_advisory_lock for the whole refresh. pg_locks shows a bigint key split
 # into classid (high 32 bits) and objid (low 32 bits) with objsubid = 1. Reading pg_locks
 # never takes the lock, so checking cannot make a concurrent cron refresh skip.
@@ -76,7 +81,7 @@ _LATEST_RUNS = sql.SQL(
     exists (
         select
         from pg_locks l,
-            hashtextextended('dashquery:' || %(schema)s || '.' || v.view_name, 0) as k
+            hashtextextended({lock_prefix} || %(schema)s || '.' || v.view_name, 0) as k
         where l.locktype = 'advisory' and l.granted and l.objsubid = 1
             and l.database = (select oid from pg_database where datname = current_database())
             and l.classid = ((k >> 32) & 4294967295)::oid and l.objid = (k & 4294967295)::oid
@@ -84,7 +89,7 @@ _LATEST_RUNS = sql.SQL(
 from unnest(%(views)s::text[]) as v (view_name)
 cross join lateral (
     -- the run log only grows: one index probe per view instead of sorting the whole log
-    select * from {} as runs
+    select * from {runs} as runs
     where runs.view_name = v.view_name and runs.status <> 'skipped'
     order by runs.started_at desc, runs.run_id desc
     limit 1
@@ -136,7 +141,7 @@ def _collect(
     if (watermarks := table(WATERMARKS_TABLE)) is not None:
         marks = {row["view_name"]: row for row in cursor.execute(_WATERMARKS.format(watermarks))}
     if (runs_table := table(RUNS_TABLE)) is not None:
-        query = _LATEST_RUNS.format(runs_table)
+        query = _LATEST_RUNS.format(runs=runs_table, lock_prefix=sql.Literal(LOCK_KEY_PREFIX))
         params = {"schema": settings.schema, "views": sorted({*MATERIALIZED_VIEWS, *marks})}
         runs = {row["view_name"]: row for row in cursor.execute(query, params)}
     if (queue := table(QUEUE_TABLE)) is not None:

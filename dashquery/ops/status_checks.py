@@ -1,8 +1,9 @@
 """The deployment-wide checks of ``dashquery status``: settings drift, materialized views
 refreshed from an older daily view than the one deployed (a partial deploy), and Redis.
 
-The first two read dbt's ``dashquery_relations`` (what each relation was built from and
-for) and ``dashquery_watermarks.upstream_hash``, the bookkeeping the read path checks too.
+The first two read dbt's relations table (``catalog.RELATIONS_TABLE``: what each relation
+was built from and for) and the watermarks' ``upstream_hash``, the bookkeeping the read path
+checks too.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from dashquery.cache.values import MetricsCache
 from dashquery.config import Settings
 from dashquery.ops.pg_errors import one_line
 
-RELATIONS_TABLE = "dashquery_relations"
 # Without a maxmemory limit nothing is evicted. Under a volatile-* policy only keys with a
 # TTL are (cached values, locks): never the generation counters, which have none. Under
 # noeviction a full Redis refuses the INCR of an invalidation (OOM), and allkeys-* may evict

@@ -11,10 +11,11 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from dashquery.catalog import BLOCK_VIEWS, BREAKDOWN_VALUES, METRIC_KEYS, METRIC_KINDS
+from dashquery.catalog import BLOCK_VIEWS, BREAKDOWNS, CURRENT_STATE, METRIC_KEYS, METRIC_KINDS
 from dashquery.config import Settings
 from dashquery.read.discovery import Deployment, check_statement, deployment_check, discover
 from dashquery.read.request import MetricsRequest
@@ -23,14 +24,6 @@ from dashquery.read.statement import HybridStatements
 from dashquery.result import BlockFreshness, DashboardMetrics, MetricValue
 
 log = logging.getLogger(__name__)
-
-# Columns of a breakdown in the statement's row: <prefix>_<value>.
-_BREAKDOWN_COLUMNS = {
-    "opportunities_by_stage": "opportunities_stage",
-    "jobs_by_status": "jobs_status",
-    "claims_by_status": "claims_status",
-    "claims_by_type": "claims_type",
-}
 
 
 class Computer(Runner):
@@ -114,13 +107,24 @@ class Computer(Runner):
 
         def read(conn: psycopg.Connection[Any]) -> DashboardMetrics:
             statements, statement = self.statements(conn)
-            cursor = conn.cursor(row_factory=dict_row)
-            row = cursor.execute(statement, params, prepare=True).fetchone()
-            assert row is not None  # aggregates always yield one row
-            self.observe(row["watermarks"])
-            return self._result(request, statements, row)
+            return self._result(request, statements, self.fetch(conn, statement, params))
 
         return self.run(read)
+
+    def fetch(
+        self,
+        conn: psycopg.Connection[Any],
+        statement: bytes | sql.Composable,
+        params: Mapping[str, Any],
+    ) -> Mapping[str, Any]:
+        """Run one hybrid statement (metrics or series, prepared) and return its one row,
+        after ``observe`` has seen its deployment check: every hybrid read goes through
+        here, so any of them notices a new fingerprint or settings drift."""
+        cursor = conn.cursor(row_factory=dict_row)
+        row = cursor.execute(statement, params, prepare=True).fetchone()
+        assert row is not None  # aggregates always yield one row
+        self.observe(row["watermarks"])
+        return row
 
     def _result(
         self, request: MetricsRequest, statements: HybridStatements, row: Mapping[str, Any]
@@ -129,8 +133,10 @@ class Computer(Runner):
         for key in METRIC_KEYS:
             kind = METRIC_KINDS[key]
             if kind == "breakdown":
-                prefix = _BREAKDOWN_COLUMNS[key]
-                metrics[key] = {v: int(row[f"{prefix}_{v}"]) for v in BREAKDOWN_VALUES[key]}
+                breakdown = BREAKDOWNS[key]
+                metrics[key] = {
+                    v: int(row[c]) for v, c in zip(breakdown.values, breakdown.columns, strict=True)
+                }
             elif kind == "int":
                 metrics[key] = int(row[key])
             else:
@@ -155,15 +161,15 @@ class Computer(Runner):
         result = {
             block: range_freshness(views, available, watermarks, request.date_from, request.date_to)
             for block, views in BLOCK_VIEWS.items()
-            if block != "current_state"
+            if block != CURRENT_STATE.name
         }
         # The snapshot is not a range: it is either the view's (with its watermark) or live.
         today = dt.datetime.now(self.settings.zone).date()
         snapshot = range_freshness(
-            BLOCK_VIEWS["current_state"], available, watermarks, today, today
+            BLOCK_VIEWS[CURRENT_STATE.name], available, watermarks, today, today
         )
         is_live = bool(row["current_state_is_live"])
-        result["current_state"] = BlockFreshness(
+        result[CURRENT_STATE.name] = BlockFreshness(
             watermark=None if is_live else snapshot.watermark,
             first_live_day=today if is_live else None,
             live_reason=snapshot.live_reason or ("no snapshot row yet" if is_live else None),

@@ -16,22 +16,19 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dashquery.config import Settings, shown
-from dashquery.errors import Misconfigured
-from dashquery.read.statement import (
-    CURRENT_STATE_VIEW,
-    CUSTOMER_DAYS_VIEW,
-    DAILY_BLOCKS,
-    DEPLOYMENT_KEY,
+from dashquery.catalog import (
+    DAILY_VIEWS,
     DEPLOYMENT_TABLE,
     MATERIALIZED_VIEWS,
     RELATIONS_TABLE,
     WATERMARKS_TABLE,
-    HybridStatements,
 )
+from dashquery.config import Settings, shown
+from dashquery.errors import Misconfigured
+from dashquery.read.bookkeeping_sql import DEPLOYMENT_KEY, Bookkeeping
 
-BOOKKEEPING_TABLES = (WATERMARKS_TABLE, RELATIONS_TABLE, DEPLOYMENT_TABLE)
-DAILY_VIEWS = (*(block.view for block in DAILY_BLOCKS), CUSTOMER_DAYS_VIEW, CURRENT_STATE_VIEW)
+# The bookkeeping the read path cannot answer without (the refresh log and queue are ops').
+READ_BOOKKEEPING = (WATERMARKS_TABLE, RELATIONS_TABLE, DEPLOYMENT_TABLE)
 
 _RELATIONS = sql.SQL(
     "select c.relname, c.relkind, c.relispopulated from pg_class c"
@@ -123,25 +120,18 @@ def discover(settings: Settings, conn: psycopg.Connection[Any]) -> Deployment:
         name: (kind, populated)
         for name, kind, populated in conn.execute(_RELATIONS, (settings.schema,)).fetchall()
     }
-    missing = [name for name in (*BOOKKEEPING_TABLES, *DAILY_VIEWS) if name not in kinds]
+    missing = [name for name in (*READ_BOOKKEEPING, *DAILY_VIEWS) if name not in kinds]
     if missing:
         raise no_views(settings, "missing: " + ", ".join(missing))
     # A materialized view never populated (a first build that failed) cannot be read.
     usable = {name for name in MATERIALIZED_VIEWS if kinds.get(name) == ("m", True)}
-    statements = HybridStatements(settings, ())
-    relations = statements.relation(RELATIONS_TABLE)
-    built_for = conn.execute(
-        sql.SQL("select distinct timezone, source_schema from {}").format(relations)
-    ).fetchall()
+    bookkeeping = Bookkeeping(settings)
+    built_for = conn.execute(bookkeeping.built_for()).fetchall()
     client = (settings.timezone, settings.source_schema)
     if any(tuple(pair) != client for pair in built_for):
         raise drift_error(settings.schema, client, [tuple(pair) for pair in built_for])
-    deployment = conn.execute(
-        sql.SQL("select min(deployment_id::text) from {}").format(
-            statements.relation(DEPLOYMENT_TABLE)
-        )
-    ).fetchone()
-    fingerprint = conn.execute(statements.fingerprint()).fetchone()
+    deployment = conn.execute(bookkeeping.deployment_id()).fetchone()
+    fingerprint = conn.execute(bookkeeping.fingerprint()).fetchone()
     system_identifier = ""
     if may_read_control:
         found = conn.execute(_SYSTEM_IDENTIFIER).fetchone()

@@ -19,10 +19,10 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from dashquery.catalog import MATERIALIZED_VIEWS
 from dashquery.config import Settings
 from dashquery.errors import Misconfigured, Unavailable
 from dashquery.read.connection import CANCEL_SECONDS, CANCELLED_SECONDS, WATCHDOG, connect_failure
-from dashquery.read.statement import MATERIALIZED_VIEWS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from dashquery.catalog import MATERIALIZED_VIEWS
 from dashquery.ops.dbt_runner import DbtError, run_dbt
-from dashquery.read.statement import MATERIALIZED_VIEWS
 from tests.python.helpers import Dashboard
 
 FIFTEEN_MINUTE_VIEWS = {

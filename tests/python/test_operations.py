@@ -20,7 +20,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 import dashquery
-from dashquery.catalog import METRIC_KEYS
+from dashquery.catalog import MATERIALIZED_VIEWS, METRIC_KEYS
 from dashquery.cli import cli
 from dashquery.config import Settings
 from dashquery.dev.naive import naive_metrics
@@ -28,7 +28,6 @@ from dashquery.errors import InvalidQuery
 from dashquery.ops import events
 from dashquery.ops.status import collect_status
 from dashquery.ops.warm import common_ranges
-from dashquery.read.statement import MATERIALIZED_VIEWS
 from tests.python.helpers import Dashboard, assert_matches_naive, business_today
 
 _LIBPQ_ENV = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE"}

@@ -20,8 +20,8 @@ import pytest
 from psycopg import sql
 
 from dashquery import Client
+from dashquery.catalog import MATERIALIZED_VIEWS
 from dashquery.dev.stack import LocalStack
-from dashquery.read.statement import MATERIALIZED_VIEWS
 from tests.python.faults_support import relation
 from tests.python.helpers import Dashboard, assert_matches_naive, build_dashboard, business_today
 
