@@ -24,6 +24,7 @@ from psycopg.rows import dict_row
 from rich.console import Console
 from rich.progress import Progress
 
+from dashquery.catalog import RUNS_TABLE
 from dashquery.client import Client
 from dashquery.config import Settings
 from dashquery.dev.bench_options import BenchOptions, BenchRange
@@ -181,7 +182,7 @@ def timed_refresh(settings: Settings, selector: str) -> dict[str, Any]:
 
 
 def _runs_table(settings: Settings) -> sql.Identifier:
-    return sql.Identifier(settings.schema, "dashquery_refresh_runs")
+    return sql.Identifier(settings.schema, RUNS_TABLE)
 
 
 def _last_run_id(settings: Settings) -> int:
