@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
-CONTRACT_VERSION: Final = "2"
+CONTRACT_VERSION: Final = "3"  # 3: freshness[block].changed_days_live
 MAX_RANGE_DAYS: Final = 3660
 
 # The value sets metrics break down or filter by (dbt var dashquery_value_sets), in order.
@@ -187,6 +187,8 @@ RELATIONS_TABLE: Final = "dashquery_relations"
 DEPLOYMENT_TABLE: Final = "dashquery_deployment"
 RUNS_TABLE: Final = "dashquery_refresh_runs"
 QUEUE_TABLE: Final = "dashquery_refresh_queue"
+# Change capture's record of changed (organization, daily view, business day) groups.
+CHANGES_TABLE: Final = "dashquery_changes"
 BOOKKEEPING_TABLES: Final = (
     WATERMARKS_TABLE,
     RELATIONS_TABLE,
@@ -194,6 +196,13 @@ BOOKKEEPING_TABLES: Final = (
     RUNS_TABLE,
     QUEUE_TABLE,
 )
+# Change capture (issue 13): the capture triggers record the changed groups in
+# CHANGES_TABLE (in DASHQUERY_SCHEMA) and pg_notify(CHANGES_CHANNEL, '<org>,<org>...') once
+# per statement; ``dashquery listen`` LISTENs there under LISTENER_APPLICATION_NAME (what
+# ``dashquery status`` looks for in pg_stat_activity) and bumps those cache generations.
+CHANGES_TABLE: Final = "dashquery_changes"
+CHANGES_CHANNEL: Final = "dashquery_changes"
+LISTENER_APPLICATION_NAME: Final = "dashquery listen"
 # A refresh holds pg_try_advisory_lock(hashtextextended(LOCK_KEY_PREFIX || '<schema>.<view>',
 # 0)) (macros/materializations/dashboard_mv_steps.sql); ``dashquery status`` looks it up.
 LOCK_KEY_PREFIX: Final = "dashquery:"
