@@ -187,8 +187,6 @@ RELATIONS_TABLE: Final = "dashquery_relations"
 DEPLOYMENT_TABLE: Final = "dashquery_deployment"
 RUNS_TABLE: Final = "dashquery_refresh_runs"
 QUEUE_TABLE: Final = "dashquery_refresh_queue"
-# Change capture's record of changed (organization, daily view, business day) groups.
-CHANGES_TABLE: Final = "dashquery_changes"
 BOOKKEEPING_TABLES: Final = (
     WATERMARKS_TABLE,
     RELATIONS_TABLE,
