@@ -26,6 +26,7 @@ DEBUG_HINT = "rerun with --debug (or DASHQUERY_DEBUG=1) for the traceback"
 LAZY_COMMANDS: dict[str, str] = {
     "bench": "bench:bench",
     "invalidate": "read:invalidate",
+    "listen": "listen:listen",
     "metrics": "read:metrics",
     "orgs": "read:orgs",
     "refresh": "ops:refresh",

@@ -17,7 +17,8 @@
 The deployment as a whole is unhealthy (``StatusReport.problems``) when dbt built the views
 for another DASHQUERY_TIMEZONE or DASHQUERY_SOURCE_SCHEMA than these settings (the read path
 then refuses with ``Misconfigured``), or when Redis is unreachable or runs a ``maxmemory``
-policy under which an invalidation can be lost.
+policy under which an invalidation can be lost. A change-capture deployment without a
+``dashquery listen`` connected is a warning (``StatusReport.warnings``), not unhealthy.
 
 Ages are measured on the database clock (``now()``), the clock the watermarks were written
 with, so a skewed application host cannot make a view look fresh or stale.
@@ -46,7 +47,12 @@ from dashquery.catalog import (
 from dashquery.config import Settings
 from dashquery.observability import REFRESH_SECONDS, VIEW_WATERMARK_AGE
 from dashquery.ops.pg_errors import pg_error
-from dashquery.ops.status_checks import check_redis, outdated_views, settings_drift
+from dashquery.ops.status_checks import (
+    check_listener,
+    check_redis,
+    outdated_views,
+    settings_drift,
+)
 from dashquery.ops.status_report import (
     OVERDUE_FACTOR,
     LastRun,
@@ -185,6 +191,7 @@ def _collect(
             "source_schema": settings.source_schema,
             "timezone": settings.timezone,
         },
+        listener=check_listener(cursor, settings),
     )
 
 

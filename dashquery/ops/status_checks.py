@@ -3,20 +3,26 @@ refreshed from an older daily view than the one deployed (a partial deploy), and
 
 The first two read dbt's relations table (``catalog.RELATIONS_TABLE``: what each relation
 was built from and for) and the watermarks' ``upstream_hash``, the bookkeeping the read path
-checks too.
+checks too. ``check_listener``: whether ``dashquery listen`` is connected and its heartbeat.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import psycopg
 import redis
 from psycopg import sql
 
-from dashquery.cache.values import MetricsCache
+from dashquery.cache.values import MetricsCache, cache_namespace
+from dashquery.catalog import CHANGES_TABLE, LISTENER_APPLICATION_NAME
 from dashquery.config import Settings
+from dashquery.errors import DashqueryError
+from dashquery.ops.listen import heartbeat_key
 from dashquery.ops.pg_errors import one_line
+from dashquery.ops.status_report import ListenerStatus
+from dashquery.read.discovery import discover
 
 # Without a maxmemory limit nothing is evicted. Under a volatile-* policy only keys with a
 # TTL are (cached values, locks): never the generation counters, which have none. Under
@@ -114,3 +120,64 @@ def _cache_verdict(url: str) -> str | None:
     finally:
         cache.close()
     return None if found is None else f"redis: {one_line(found)}"
+
+
+# -- the listener (dashquery listen) --------------------------------------------------------
+
+_LISTENERS = (
+    "select count(*) as connected, min(backend_start) as since from pg_stat_activity"
+    " where application_name = %s and datname = current_database()"
+)
+
+
+def check_listener(cursor: psycopg.Cursor[Any], settings: Settings) -> ListenerStatus:
+    """Whether a ``dashquery listen`` is connected (pg_stat_activity: its application_name)
+    and what its heartbeat (Redis, under the cache namespace) last said. Never raises for a
+    listener that is missing: that is a warning, since correctness does not rest on it."""
+    found = cursor.execute("select to_regclass(%s) is not null as capture", (
+        sql.SQL("{}.{}").format(sql.Identifier(settings.schema), sql.Identifier(CHANGES_TABLE))
+        .as_string(cursor.connection),
+    )).fetchone()  # fmt: skip
+    capture = bool(found and found["capture"])
+    row = cursor.execute(_LISTENERS, (LISTENER_APPLICATION_NAME,)).fetchone()
+    connected = int(row["connected"]) if row else 0
+    beat: dict[str, str] | None = None
+    beat_error = None
+    try:
+        namespace = cache_namespace(discover(settings, cursor.connection).identity, settings)
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=2.0,
+                                      socket_connect_timeout=2.0)  # fmt: skip
+        try:
+            raw = client.hgetall(heartbeat_key(namespace))
+        finally:
+            client.close()
+        beat = {k.decode(): v.decode() for k, v in raw.items()} or None
+    except (DashqueryError, redis.RedisError) as exc:
+        beat_error = one_line(exc)
+
+    def stamp(name: str) -> dt.datetime | None:
+        value = (beat or {}).get(name)
+        return dt.datetime.fromtimestamp(float(value), dt.UTC) if value else None
+
+    warning = None
+    if capture and not connected:
+        warning = (
+            f"listener: no `dashquery listen` is connected ({LISTENER_APPLICATION_NAME!r} not in"
+            " pg_stat_activity): cached results of changed data are dropped only by their TTL;"
+            " start it (docs/dashquery-listen.service)"
+        )
+    elif capture and beat is None:
+        warning = (
+            "listener: connected to PostgreSQL but no heartbeat under this cache namespace"
+            f" ({beat_error or 'none in Redis'}): it may not reach Redis, or serve other settings"
+        )
+    return ListenerStatus(
+        capture=capture,
+        connected=connected,
+        connected_since=(row["since"] if row else None),
+        connected_at=stamp("connected_at"),
+        last_notification_at=stamp("last_notification_at"),
+        last_poll_at=stamp("last_poll_at"),
+        notifications=int((beat or {}).get("notifications") or 0),
+        warning=warning,
+    )

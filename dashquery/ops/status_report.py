@@ -79,6 +79,33 @@ class ViewStatus:
 
 
 @dataclass(frozen=True)
+class ListenerStatus:
+    """``dashquery listen``: backends connected (pg_stat_activity) and its last heartbeat.
+    A missing listener is a ``warning``, not a problem: reads stay exact without it, and
+    cached results are then dropped by their TTL instead of within a second."""
+
+    capture: bool
+    connected: int
+    connected_since: dt.datetime | None = None
+    connected_at: dt.datetime | None = None
+    last_notification_at: dt.datetime | None = None
+    last_poll_at: dt.datetime | None = None
+    notifications: int = 0
+    warning: str | None = None
+
+    def line(self, now: dt.datetime) -> str:
+        if not self.capture:
+            return "listener: not needed (no change capture in this schema)"
+        if not self.connected:
+            return "listener: not connected"
+        seen = self.last_notification_at
+        last = f"{human_duration((now - seen).total_seconds())} ago" if seen else "never"
+        since = self.connected_at or self.connected_since
+        at = f" since {since.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC" if since else ""
+        return f"listener: connected ({self.connected}){at}, last notification {last}"
+
+
+@dataclass(frozen=True)
 class StatusReport:
     """Every view, plus ``problems`` of the deployment as a whole: views built for other
     settings than these, a Redis that is unreachable or would serve stale values."""
@@ -88,6 +115,12 @@ class StatusReport:
     views: tuple[ViewStatus, ...] = field(default_factory=tuple)
     problems: tuple[str, ...] = ()
     settings: dict[str, str] = field(default_factory=dict)
+    listener: ListenerStatus | None = None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Worth a look but not unhealthy (the exit status ignores them)."""
+        return (self.listener.warning,) if self.listener and self.listener.warning else ()
 
     @property
     def healthy(self) -> bool:
@@ -101,6 +134,8 @@ class StatusReport:
             "overdue_factor": OVERDUE_FACTOR,
             "settings": dict(self.settings),
             "problems": list(self.problems),
+            "warnings": list(self.warnings),
+            "listener": _jsonable(asdict(self.listener)) if self.listener else None,
             "views": [view.to_dict() for view in self.views],
         }
 
@@ -112,6 +147,9 @@ def print_status(report: StatusReport, file: IO[str] | None = None) -> None:
     title = f"dashquery views in {report.schema} at {report.checked_at:%Y-%m-%d %H:%M:%S %Z}"
     verdict = "healthy" if report.healthy else "ATTENTION NEEDED"
     footer = [f"problem: {problem}" for problem in report.problems]
+    if report.listener is not None:
+        footer.append(report.listener.line(report.checked_at))
+    footer += [f"warning: {warning}" for warning in report.warnings]
     footer.append(f"{verdict} (overdue = watermark older than {OVERDUE_FACTOR} x cadence)")
     if not console.is_terminal:
         # rich fits a table to 80 columns off a terminal and cuts cells to "…"; a log or a
