@@ -22,22 +22,30 @@ class BlockFreshness:
     watermark: dt.datetime | None
     first_live_day: dt.date | None
     live_reason: str | None = None
+    # Days of the range before the split read live because they changed since the refresh
+    # (change capture); for current_state 1 when the snapshot was read live for that reason.
+    changed_days_live: int = 0
 
-    def to_dict(self) -> dict[str, str | None]:
+    def to_dict(self) -> dict[str, str | int | None]:
         return {
             "watermark": self.watermark.astimezone(dt.UTC).isoformat() if self.watermark else None,
             "first_live_day": self.first_live_day.isoformat() if self.first_live_day else None,
             "live_reason": self.live_reason,
+            "changed_days_live": self.changed_days_live,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BlockFreshness:
         watermark = data["watermark"]
         first_live_day = data["first_live_day"]
+        changed = data["changed_days_live"]
+        if type(changed) is not int or changed < 0:
+            raise TypeError(f"changed_days_live: expected a count, got {changed!r}")
         return cls(
             watermark=dt.datetime.fromisoformat(watermark) if watermark else None,
             first_live_day=dt.date.fromisoformat(first_live_day) if first_live_day else None,
             live_reason=data.get("live_reason"),
+            changed_days_live=changed,
         )
 
 

@@ -15,7 +15,14 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from dashquery.catalog import BLOCK_VIEWS, BREAKDOWNS, CURRENT_STATE, METRIC_KEYS, METRIC_KINDS
+from dashquery.catalog import (
+    BLOCK_VIEWS,
+    BREAKDOWNS,
+    CURRENT_STATE,
+    METRIC_KEYS,
+    METRIC_KINDS,
+    RELATIONS,
+)
 from dashquery.config import Settings
 from dashquery.read.discovery import Deployment, check_statement, deployment_check, discover
 from dashquery.read.request import MetricsRequest
@@ -24,6 +31,11 @@ from dashquery.read.statement import HybridStatements
 from dashquery.result import BlockFreshness, DashboardMetrics, MetricValue
 
 log = logging.getLogger(__name__)
+
+# The daily views of each §4 block: their changed days are the block's changed_days_live.
+BLOCK_DAILY_VIEWS: dict[str, tuple[str, ...]] = {
+    block: tuple(r.view for r in RELATIONS if r.name == block) for block in BLOCK_VIEWS
+}
 
 
 class Computer(Runner):
@@ -59,8 +71,13 @@ class Computer(Runner):
             if self._statements is None or stale:
                 self._deployment = discover(self.settings, conn)
                 usable = self._deployment.available_views
-                if self._statements is None or usable != self._statements.available_views:
-                    self._statements = HybridStatements(self.settings, usable)
+                changes = self._deployment.has_changes
+                if (
+                    self._statements is None
+                    or usable != self._statements.available_views
+                    or changes != self._statements.changes
+                ):
+                    self._statements = HybridStatements(self.settings, usable, changes=changes)
                     self._rendered = self._statements.metrics().as_bytes(conn)
                 self._discovered_at = time.monotonic()
             return self._statements, self._rendered
@@ -159,7 +176,14 @@ class Computer(Runner):
         watermarks: Mapping[str, Mapping[str, Any]] = row["watermarks"] or {}
         available = statements.available_views
         result = {
-            block: range_freshness(views, available, watermarks, request.date_from, request.date_to)
+            block: range_freshness(
+                views,
+                available,
+                watermarks,
+                request.date_from,
+                request.date_to,
+                changed=changed_days_live(BLOCK_DAILY_VIEWS[block], row),
+            )
             for block, views in BLOCK_VIEWS.items()
             if block != CURRENT_STATE.name
         }
@@ -169,10 +193,14 @@ class Computer(Runner):
             BLOCK_VIEWS[CURRENT_STATE.name], available, watermarks, today, today
         )
         is_live = bool(row["current_state_is_live"])
+        # Read live because it changed since the refresh: not a reason the view can't be used.
+        changed = is_live and not snapshot.live_reason and bool(row["current_state_changed"])
         result[CURRENT_STATE.name] = BlockFreshness(
             watermark=None if is_live else snapshot.watermark,
             first_live_day=today if is_live else None,
-            live_reason=snapshot.live_reason or ("no snapshot row yet" if is_live else None),
+            live_reason=snapshot.live_reason
+            or ("no snapshot row yet" if is_live and not changed else None),
+            changed_days_live=int(changed),
         )
         return result
 
@@ -183,12 +211,15 @@ def range_freshness(
     watermarks: Mapping[str, Mapping[str, Any]],
     date_from: dt.date,
     date_to: dt.date,
+    *,
+    changed: int = 0,
 ) -> BlockFreshness:
     """A block's §4 freshness for a range: the oldest watermark of its views and the first
     day read live, or the whole range live and why when a view cannot be used.
 
     Also raises ``Misconfigured`` when the statement found views built for other settings:
-    every hybrid statement (metrics and series) reaches its freshness through here."""
+    every hybrid statement (metrics and series) reaches its freshness through here.
+    ``changed`` is the number of days read live because they changed (``changed_days_live``)."""
     check_statement(deployment_check(watermarks))
     reason = next((r for view in views if (r := live_reason(view, available, watermarks))), None)
     if reason:
@@ -200,7 +231,15 @@ def range_freshness(
         watermark=min(dt.datetime.fromisoformat(mark["watermark"]) for mark in marks),
         first_live_day=first_live if first_live <= date_to else None,
         live_reason=None,
+        changed_days_live=changed,
     )
+
+
+def changed_days_live(daily_views: Sequence[str], row: Mapping[str, Any]) -> int:
+    """The distinct days of these daily views the statement read live because they changed
+    (its ``changed_days``: only days in the range and before the view's split)."""
+    changed: Mapping[str, Sequence[str]] = row.get("changed_days") or {}
+    return len({day for view in daily_views for day in changed.get(view, ())})
 
 
 def live_reason(

@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from dashquery.catalog import (
+    CHANGES_TABLE,
     DAILY_VIEWS,
     DEPLOYMENT_TABLE,
     MATERIALIZED_VIEWS,
@@ -38,6 +39,7 @@ _DATABASE = sql.SQL(
     "select current_database(), exists (select from pg_namespace where nspname = %s),"
     " has_function_privilege('pg_catalog.pg_control_system()', 'execute')"
 )
+_READABLE = (("m", True), ("r", True), ("p", True))
 # Only run when permitted: the privilege is checked when the statement starts, even in an
 # untaken CASE branch, so it cannot be folded into _DATABASE.
 _SYSTEM_IDENTIFIER = sql.SQL("select system_identifier::text from pg_control_system()")
@@ -52,6 +54,9 @@ class Deployment:
     database: str
     deployment_id: str
     fingerprint: str
+    # Whether the change table (change capture's bookkeeping) exists: older deployments
+    # have none, and then the hybrid statement carries no change terms.
+    has_changes: bool = False
 
     @property
     def identity(self) -> str:
@@ -67,6 +72,7 @@ class Deployment:
             self.database,
             str(check.get("deployment_id") or ""),
             str(check.get("fingerprint") or ""),
+            self.has_changes,
         )
 
 
@@ -123,8 +129,9 @@ def discover(settings: Settings, conn: psycopg.Connection[Any]) -> Deployment:
     missing = [name for name in (*READ_BOOKKEEPING, *DAILY_VIEWS) if name not in kinds]
     if missing:
         raise no_views(settings, "missing: " + ", ".join(missing))
-    # A materialized view never populated (a first build that failed) cannot be read.
-    usable = {name for name in MATERIALIZED_VIEWS if kinds.get(name) == ("m", True)}
+    # The materialized relation is a populated materialized view or a table (the incremental
+    # strategy's); a materialized view never populated (a failed first build) cannot be read.
+    usable = {name for name in MATERIALIZED_VIEWS if kinds.get(name) in _READABLE}
     bookkeeping = Bookkeeping(settings)
     built_for = conn.execute(bookkeeping.built_for()).fetchall()
     client = (settings.timezone, settings.source_schema)
@@ -142,4 +149,5 @@ def discover(settings: Settings, conn: psycopg.Connection[Any]) -> Deployment:
         str(database),
         str(deployment[0] or "") if deployment else "",
         str(fingerprint[0] or "") if fingerprint else "",
+        has_changes=kinds.get(CHANGES_TABLE, ("", False))[0] in ("r", "p"),
     )

@@ -29,7 +29,7 @@ from psycopg import sql
 from dashquery.cache.values import MetricsCache
 from dashquery.catalog import METRIC_KINDS, DailyBlock
 from dashquery.errors import InvalidQuery
-from dashquery.read.compute import Computer, range_freshness
+from dashquery.read.compute import Computer, changed_days_live, range_freshness
 from dashquery.read.series_request import (
     GRAINS,
     SERIES_METRICS,
@@ -76,18 +76,18 @@ class SeriesStatements:
         built = self._built.get((metric, grain))
         if built is None:
             built = self._built[(metric, grain)] = sql.SQL(
-                "with {watermarks}, periods as ("
+                "with {ctes}, periods as ("
                 "select date_trunc({grain}, business_day::timestamp)::date as period_start,"
                 " sum({column}) as value from ({rows}) as days group by 1)"
                 " select array_agg(period_start order by period_start) as period_starts,"
                 " array_agg(value order by period_start) as period_values, {freshness}"
                 " from periods"
             ).format(
-                watermarks=self.hybrid.watermarks_cte(),
+                ctes=sql.SQL(", ").join(self.hybrid.ctes()),
                 grain=sql.Literal(grain),
                 column=sql.Identifier(metric),
                 rows=self.hybrid.daily_rows(SERIES_METRICS[metric]),
-                freshness=self.hybrid.freshness_column(),
+                freshness=self.hybrid.freshness_columns(),
             )
         return built
 
@@ -195,5 +195,6 @@ def _freshness(
         row["watermarks"] or {},
         request.date_from,
         request.date_to,
+        changed=changed_days_live((block.view,), row),
     )
     return {block.name: freshness}

@@ -5,6 +5,12 @@ days from day(watermark) on from the plain daily view the materialized view is b
 so both halves share one definition (the dbt model). The statement reads the watermarks in
 the same snapshot as the data, so the split always matches what the views hold.
 
+With change capture (``catalog.CHANGES_TABLE`` exists: discovery says so), a day before the
+split that is recorded as changed for the organization and daily view is read live too, in
+the same statement and snapshot, and left out of the materialized arm (``changed_days``). The
+live arm probes those days with ``business_day = any(array(...))``, an index condition the
+expression indexes serve; the materialized arm stays a range scan with one more filter.
+
 Schema names and the time zone are written into the statement text (composed with
 ``psycopg.sql``), never bound: a prepared statement's generic plan can then still match the
 expression indexes on ``(organization_id, day(ts))``. Request values are bound parameters.
@@ -16,7 +22,13 @@ from collections.abc import Collection
 
 from psycopg import sql
 
-from dashquery.catalog import CURRENT_STATE, CUSTOMER_DAYS, DAILY_BLOCKS, DailyBlock
+from dashquery.catalog import (
+    CHANGES_TABLE,
+    CURRENT_STATE,
+    CUSTOMER_DAYS,
+    DAILY_BLOCKS,
+    DailyBlock,
+)
 from dashquery.config import Settings
 from dashquery.read.bookkeeping_sql import Bookkeeping
 
@@ -48,9 +60,65 @@ class HybridStatements(Bookkeeping):
     block comes live from the daily view, and the freshness says why.
     """
 
-    def __init__(self, settings: Settings, available_views: Collection[str]) -> None:
+    def __init__(
+        self, settings: Settings, available_views: Collection[str], *, changes: bool = False
+    ) -> None:
         super().__init__(settings)
         self.available_views = frozenset(available_views)
+        # Whether the change table exists: without it there are no change terms at all.
+        self.changes = changes
+
+    def ctes(self) -> list[sql.Composed]:
+        """The CTEs every hybrid statement (metrics and series) starts with."""
+        ctes = [self.watermarks_cte()]
+        if self.changes:
+            ctes.append(self.changed_days_cte())
+        return ctes
+
+    def freshness_columns(self) -> sql.Composed:
+        """The watermarks and, as ``changed_days``, {daily view: [days read live because
+        they changed]}: what ``range_freshness`` reports."""
+        if not self.changes:
+            changed = sql.SQL("'{}'::jsonb")
+        else:
+            changed = sql.SQL(
+                "(select coalesce(jsonb_object_agg(daily_view, days), '{}') from ("
+                "select daily_view, jsonb_agg(business_day order by business_day) as days"
+                " from changed_days group by daily_view) as by_view)"
+            )
+        return sql.SQL("{}, {} as changed_days").format(self.freshness_column(), changed)
+
+    def changed_days_cte(self) -> sql.Composed:
+        """The organization's days recorded as changed, per daily view, inside the request's
+        range and before the split of the materialized view built from that daily view (days
+        from the split on are read live anyway; a view that can't be used has no split)."""
+        pairs = [
+            sql.SQL("({}, {})").format(sql.Literal(r.view), sql.Literal(r.materialized_view))
+            for r in (*DAILY_BLOCKS, CUSTOMER_DAYS)
+            if r.materialized_view in self.available_views
+        ]
+        if not pairs:
+            return sql.SQL(
+                "changed_days as (select null::text as daily_view, null::date as business_day"
+                " where false)"
+            )
+        return sql.SQL(
+            """changed_days as (
+    select distinct c.daily_view, c.business_day
+    from {changes} as c
+    join (values {pairs}) as r (daily_view, view_name) on r.daily_view = c.daily_view
+    join watermarks as w on w.view_name = r.view_name
+    where c.organization_id = %(organization_id)s
+        and c.business_day between %(date_from)s::date and %(date_to)s::date
+        and c.business_day < w.split_day
+)"""
+        ).format(changes=self.relation(CHANGES_TABLE), pairs=sql.SQL(", ").join(pairs))
+
+    def changed(self, daily_view: str) -> sql.Composed:
+        """The changed days of one daily view as an array (an initplan: one evaluation)."""
+        return sql.SQL("array(select business_day from changed_days where daily_view = {})").format(
+            sql.Literal(daily_view)
+        )
 
     def split_day(self, materialized_view: str) -> sql.Composable:
         """First day read live: day(watermark), or -infinity when the view can't be used."""
@@ -77,13 +145,26 @@ class HybridStatements(Bookkeeping):
         materialized = sql.SQL(
             "select {cols} from {mv} where organization_id = %(organization_id)s"
             " and business_day between %(date_from)s::date and %(date_to)s::date"
-            " and business_day < {split}"
+            " and business_day < {split}{unchanged}"
         ).format(
             cols=selected,
             mv=self.relation(block.materialized_view),
             split=self.split_day(block.materialized_view),
+            unchanged=sql.SQL(" and business_day <> all({})").format(self.changed(block.view))
+            if self.changes
+            else sql.SQL(""),
         )
-        return sql.SQL("{} union all {}").format(materialized, live)
+        arms = [materialized, live]
+        if self.changes:
+            arms.append(
+                sql.SQL(
+                    "select {cols} from {view} where organization_id = %(organization_id)s"
+                    " and business_day = any({changed})"
+                ).format(
+                    cols=selected, view=self.relation(block.view), changed=self.changed(block.view)
+                )
+            )
+        return sql.SQL(" union all ").join(arms)
 
     def block_totals(self, block: DailyBlock) -> sql.Composed:
         sums = sql.SQL(", ").join(
@@ -111,14 +192,39 @@ class HybridStatements(Bookkeeping):
         ).format(distinct=distinct, view=self.relation(days.view), split=split)
         arms = [live]
         if days.materialized_view in self.available_views:
-            # [date_from, min(date_to + 1, split)), empty when the split is at or before date_from
+            # [date_from, min(date_to + 1, split)), empty when the split is at or before
+            # date_from, minus the changed days, which are read live instead
+            before_split = sql.SQL(
+                "daterange(%(date_from)s::date,"
+                " greatest(%(date_from)s::date, least(%(date_to)s::date + 1, {split})), '[)')"
+            ).format(split=split)
+            if self.changes:
+                # a scalar subquery: an initplan, so the difference is computed once, not per row
+                before_split = sql.SQL(
+                    "select datemultirange({}) - coalesce((select range_agg(daterange("
+                    "business_day, business_day, '[]')) from changed_days where daily_view = {}),"
+                    " '{{}}'::datemultirange)"
+                ).format(before_split, sql.Literal(days.view))
+                arms.append(
+                    sql.SQL(
+                        "select {distinct} from {view} where organization_id = %(organization_id)s"
+                        " and business_day = any({changed})"
+                    ).format(
+                        distinct=distinct,
+                        view=self.relation(days.view),
+                        changed=self.changed(days.view),
+                    )
+                )
             arms.insert(
                 0,
                 sql.SQL(
                     "select {distinct} from {mv} where organization_id = %(organization_id)s"
-                    " and order_days && daterange(%(date_from)s::date,"
-                    " greatest(%(date_from)s::date, least(%(date_to)s::date + 1, {split})), '[)')"
-                ).format(distinct=distinct, mv=self.relation(days.materialized_view), split=split),
+                    " and order_days && ({before_split})"
+                ).format(
+                    distinct=distinct,
+                    mv=self.relation(days.materialized_view),
+                    before_split=before_split,
+                ),
             )
         return sql.SQL(
             "customers as (select count(distinct {distinct}) as unique_customers"
@@ -139,8 +245,11 @@ class HybridStatements(Bookkeeping):
         ).format(cols=columns, view=self.relation(state.view))
         if state.materialized_view in self.available_views:
             mv = self.relation(state.materialized_view)
-            usable = sql.SQL("{split} > '-infinity'::date").format(
-                split=self.split_day(state.materialized_view)
+            usable = sql.SQL("{split} > '-infinity'::date{unchanged}").format(
+                split=self.split_day(state.materialized_view),
+                unchanged=sql.SQL(" and not ({})").format(self.state_changed())
+                if self.changes
+                else sql.SQL(""),
             )
             from_mv = sql.SQL(
                 "select {cols}, false as is_live from {mv}"
@@ -155,18 +264,32 @@ class HybridStatements(Bookkeeping):
             " as current_state_is_live from ({rows}) as snapshot)"
         ).format(name=sql.Identifier(state.name), sums=sums, rows=live)
 
+    def state_changed(self) -> sql.Composable:
+        """Whether the organization's current state changed since the snapshot's refresh
+        (its change rows carry business day -infinity)."""
+        if not self.changes:
+            return sql.SQL("false")
+        return sql.SQL(
+            "exists (select from {} where organization_id = %(organization_id)s"
+            " and daily_view = {} and business_day = '-infinity'::date)"
+        ).format(self.relation(CHANGES_TABLE), sql.Literal(CURRENT_STATE.view))
+
     def metrics(self) -> sql.Composed:
         """One statement, one row: every §3 key (breakdowns as columns) and the watermarks."""
         ctes = [
-            self.watermarks_cte(),
+            *self.ctes(),
             *(self.block_totals(block) for block in DAILY_BLOCKS),
             self.unique_customers(),
             self.current_state(),
         ]
         sources = (*(block.name for block in DAILY_BLOCKS), "customers", CURRENT_STATE.name)
-        return sql.SQL("with {ctes} select {final}, {freshness} from {sources}").format(
+        return sql.SQL(
+            "with {ctes} select {final}, {freshness}, {changed} as current_state_changed"
+            " from {sources}"
+        ).format(
             ctes=sql.SQL(",\n").join(ctes),
             final=sql.SQL(_FINAL_METRICS).format(current_state=sql.Identifier(CURRENT_STATE.name)),
-            freshness=self.freshness_column(),
+            freshness=self.freshness_columns(),
+            changed=self.state_changed(),
             sources=sql.SQL(", ").join(map(sql.Identifier, sources)),
         )
