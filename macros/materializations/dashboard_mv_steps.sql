@@ -52,19 +52,31 @@
 
 
 {#
-  dashboard_mv_upstream_views: the relations of our daily views (dashboard_view) that this
-  model selects from, i.e. its dbt parents of that materialization.
+  dashboard_mv_upstream_views: the relations of our views (dashboard_view) that this model
+  reads, directly or through other such views: its daily view and the staging views under
+  it. A changed stg_orders changes what mv_daily_orders must hold although daily_orders'
+  own SQL is the same, so the hash and upstream_hash cover every such ancestor.
+  (Jinja has no while loop: a bounded walk over the graph, breadth first.)
 #}
 {% macro dashboard_mv_upstream_views() %}
+    {%- set seen = [] -%}
     {%- set upstream = [] -%}
-    {%- for node_id in model.depends_on.nodes if node_id in graph.nodes -%}
-        {%- set node = graph.nodes[node_id] -%}
-        {%- if node.config.materialized == 'dashboard_view' -%}
-            {%- do upstream.append(api.Relation.create(
-                database=node.database, schema=node.schema, identifier=node.alias, type='view')) -%}
-        {%- endif -%}
+    {%- set frontier = model.depends_on.nodes | list -%}
+    {%- for _ in range(graph.nodes | length) if frontier -%}
+        {%- set next = [] -%}
+        {%- for node_id in frontier if node_id in graph.nodes and node_id not in seen -%}
+            {%- do seen.append(node_id) -%}
+            {%- set node = graph.nodes[node_id] -%}
+            {%- if node.config.materialized == 'dashboard_view' -%}
+                {%- do upstream.append(api.Relation.create(
+                    database=node.database, schema=node.schema, identifier=node.alias, type='view')) -%}
+                {%- do next.extend(node.depends_on.nodes) -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- do frontier.clear() -%}
+        {%- do frontier.extend(next) -%}
     {%- endfor -%}
-    {{ return(upstream) }}
+    {{ return(upstream | sort(attribute='identifier')) }}
 {% endmacro %}
 
 
