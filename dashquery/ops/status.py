@@ -3,8 +3,8 @@
 ``collect_status`` is what ``dashquery status`` prints and what a health check or a
 ``/metrics`` endpoint calls. A view is unhealthy when it is:
 
-- **missing**: expected (``catalog.MATERIALIZED_VIEWS``) but not a populated materialized
-  view, or never recorded a watermark;
+- **missing**: expected (``catalog.MATERIALIZED_VIEWS``) but neither a populated
+  materialized view nor a table (the incremental strategy's), or never recorded a watermark;
 - **failed**: its last run (skipped runs aside) failed, its watermark row carries a failure
   recorded after it, or its last run is still ``running`` although nobody holds its
   advisory lock, i.e. the dbt process died mid-refresh;
@@ -67,8 +67,10 @@ __all__ = ["OVERDUE_FACTOR", "StatusReport", "ViewStatus", "collect_status", "hu
 # few statements later; a younger unlocked 'running' row is a run starting, not a dead one.
 LOCK_GRACE_SECONDS = 30.0
 
+# The materialized relation is a populated materialized view or, with the incremental
+# refresh strategy, a table ('r'; 'p' if partitioned): both count as existing.
 _RELATIONS = sql.SQL(
-    "select c.relname, c.relkind = 'm' and c.relispopulated as is_view"
+    "select c.relname, c.relkind in ('m', 'r', 'p') and c.relispopulated as is_view"
     " from pg_class c join pg_namespace n on n.oid = c.relnamespace"
     " where n.nspname = %(schema)s and (c.relkind = 'm' or c.relname = any(%(names)s))"
 )
@@ -132,9 +134,10 @@ def _collect(
     now_row = cursor.execute("select now() as now").fetchone()
     assert now_row is not None
     bookkeeping = [WATERMARKS_TABLE, RUNS_TABLE, QUEUE_TABLE, RELATIONS_TABLE]
+    names = [*bookkeeping, *MATERIALIZED_VIEWS]
     relations = {
         row["relname"]: row["is_view"]
-        for row in cursor.execute(_RELATIONS, {"schema": settings.schema, "names": bookkeeping})
+        for row in cursor.execute(_RELATIONS, {"schema": settings.schema, "names": names})
     }
 
     def table(name: str) -> sql.Composed | None:
@@ -208,7 +211,7 @@ def _judge(
 ) -> ViewStatus:
     problems: list[str] = []
     if not exists:
-        problems.append("missing: not a populated materialized view")
+        problems.append("missing: not a populated materialized view or table")
     elif mark is None:
         problems.append("missing: no watermark recorded (never refreshed)")
 
