@@ -187,12 +187,40 @@ RELATIONS_TABLE: Final = "dashquery_relations"
 DEPLOYMENT_TABLE: Final = "dashquery_deployment"
 RUNS_TABLE: Final = "dashquery_refresh_runs"
 QUEUE_TABLE: Final = "dashquery_refresh_queue"
+# Change capture (issue 13; models/capture, macros/capture/capture.sql): the triggers write
+# (organization_id, daily_view, business_day) groups here in the changing transaction and
+# pg_notify CHANGES_CHANNEL with the distinct organization ids, comma-separated (at most
+# CHANGES_NOTIFY_BATCH ids per notification). business_day is CHANGES_SNAPSHOT_DAY
+# ('-infinity') for current_state. DEPLOYMENT_TABLE's CAPTURE_COLUMN says whether the
+# triggers are installed (dbt var dashquery_capture), CAPTURE_SINCE_COLUMN since when.
+CHANGES_TABLE: Final = "dashquery_changes"
+CHANGES_CHANNEL: Final = "dashquery_changes"
+CHANGES_NOTIFY_BATCH: Final = 200
+CHANGES_SNAPSHOT_DAY: Final = "-infinity"
+CAPTURE_COLUMN: Final = "capture"
+CAPTURE_SINCE_COLUMN: Final = "capture_since"
+# The application tables the blocks read, each with its capture function
+# "<DASHQUERY_SCHEMA>".dq_capture_<table>() and triggers dq_capture_<table>_<ins|upd|del>.
+CAPTURED_TABLES: Final = (
+    "customers",
+    "job_time_entries",
+    "jobs",
+    "opportunities",
+    "order_items",
+    "orders",
+    "organizations",
+    "products",
+    "warranty_claims",
+)
+CAPTURE_PREFIX: Final = "dq_capture_"
+CAPTURE_EVENTS: Final[dict[str, str]] = {"ins": "INSERT", "upd": "UPDATE", "del": "DELETE"}
 BOOKKEEPING_TABLES: Final = (
     WATERMARKS_TABLE,
     RELATIONS_TABLE,
     DEPLOYMENT_TABLE,
     RUNS_TABLE,
     QUEUE_TABLE,
+    CHANGES_TABLE,
 )
 # Change capture (issue 13): the capture triggers record the changed groups in
 # CHANGES_TABLE (in DASHQUERY_SCHEMA) and pg_notify(CHANGES_CHANNEL, '<org>,<org>...') once

@@ -14,7 +14,17 @@
     and their definition hashes as of its last refresh; when they differ from the current
     ones, the mv holds data of an older definition (a partial deploy, item 3).
   - dashquery_deployment: one row, a random id for this database's deployment; part of the
-    read path's cache identity.
+    read path's cache identity. capture / capture_since: whether the change-capture triggers
+    (models/capture, var dashquery_capture) are installed on every application table a block
+    reads, and since when (null while off): set after the last trigger is in place, cleared
+    before the first is removed, so `capture` true means every change since capture_since
+    has its dashquery_changes rows.
+  - dashquery_changes: the (organization, daily view, business day) groups a committed
+    change can affect, written by the capture triggers in the changing transaction
+    (macros/capture/capture.sql) and consumed by the refresh of the relation built from
+    daily_view. business_day is '-infinity' for current_state (per organization). The key
+    starts with organization_id (a distribution key later) and ends with the writing
+    transaction, so a change committed after a refresh's snapshot is always a new row.
   Created with IF NOT EXISTS (columns with ADD COLUMN IF NOT EXISTS, for existing
   deployments) so every run can call it; never dropped by dbt.
 #}
@@ -70,8 +80,11 @@
 
     create table if not exists {{ bookkeeping_relation('dashquery_deployment') }} (
         deployment_id uuid primary key,
-        created_at timestamptz not null
+        created_at timestamptz not null,
+        capture boolean not null default false,
+        capture_since timestamptz
     );
+    {{ dashquery_add_missing_columns('dashquery_deployment', {'capture': 'boolean not null default false', 'capture_since': 'timestamptz'}) }}
     {#- one row ever: the unique index on a constant makes a racing second insert a no-op -#}
     create unique index if not exists dashquery_deployment_one_row
     on {{ bookkeeping_relation('dashquery_deployment') }} ((true));
@@ -80,8 +93,18 @@
     where not exists (select 1 from {{ bookkeeping_relation('dashquery_deployment') }})
     on conflict do nothing;
 
+    create table if not exists {{ bookkeeping_relation('dashquery_changes') }} (
+        organization_id uuid not null,
+        daily_view text not null,
+        business_day date not null,
+        xact_id xid8 not null default pg_current_xact_id(),
+        changed_at timestamptz not null default clock_timestamp(),
+        primary key (organization_id, daily_view, business_day, xact_id)
+    );
+
     {{ dashquery_grant_read_access(['dashquery_watermarks', 'dashquery_refresh_runs',
-        'dashquery_refresh_queue', 'dashquery_relations', 'dashquery_deployment']) }}
+        'dashquery_refresh_queue', 'dashquery_relations', 'dashquery_deployment',
+        'dashquery_changes']) }}
 {% endmacro %}
 
 

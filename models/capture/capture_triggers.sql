@@ -1,0 +1,34 @@
+{#
+  Change capture (issue 13): the after-commit post-hooks install the capture triggers and
+  functions on every application table a block reads (generated from the blocks'
+  meta.dashquery_capture, see macros/capture/capture.sql), or remove them when var
+  dashquery_capture is false, and record the state in dashquery_deployment.capture.
+  First the two indexes the dependant lookups use (a changed order line finds its order's
+  completed jobs; a deleted job finds its time entries), built concurrently. This model runs
+  after source_indexes (the depends_on below): two concurrent CREATE INDEX CONCURRENTLY of
+  partial indexes can deadlock.
+#}
+{{ config(
+    materialized='dashboard_view',
+    post_hook=[
+        after_commit("{{ dashquery_capture_index('jobs', 'capture_order', ['order_id'], where=\"deleted_at is null and status = 'completed'\", include=['organization_id', 'completed_at']) }}"),
+        after_commit("{{ dashquery_capture_index('job_time_entries', 'capture_job', ['job_id'], include=['organization_id', 'worked_at']) }}"),
+        after_commit("{{ dashquery_capture_sync() }}"),
+    ],
+) }}
+
+-- depends_on: {{ ref('source_indexes') }}
+-- What exists now: every capture trigger on the application tables and its function, so
+-- `select * from capture_triggers` answers "is capture installed?".
+select
+    tables.relname as table_name,
+    triggers.tgname as trigger_name,
+    functions.proname as function_name,
+    triggers.tgenabled <> 'D' as enabled
+from pg_catalog.pg_trigger as triggers
+inner join pg_catalog.pg_class as tables on triggers.tgrelid = tables.oid
+inner join pg_catalog.pg_namespace as namespaces on tables.relnamespace = namespaces.oid
+inner join pg_catalog.pg_proc as functions on triggers.tgfoid = functions.oid
+where
+    namespaces.nspname = {{ dashquery_literal(source("application", "orders").schema) }}
+    and triggers.tgname like 'dq\_capture\_%'
