@@ -21,14 +21,14 @@
 -- What exists now: every capture trigger on the application tables and its function, so
 -- `select * from capture_triggers` answers "is capture installed?".
 select
-    tables.relname as table_name,
-    triggers.tgname as trigger_name,
-    functions.proname as function_name,
-    triggers.tgenabled <> 'D' as enabled
-from pg_catalog.pg_trigger as triggers
-inner join pg_catalog.pg_class as tables on triggers.tgrelid = tables.oid
-inner join pg_catalog.pg_namespace as namespaces on tables.relnamespace = namespaces.oid
-inner join pg_catalog.pg_proc as functions on triggers.tgfoid = functions.oid
+    app_table.relname as table_name,
+    capture_trigger.tgname as trigger_name,
+    trigger_function.proname as function_name,
+    capture_trigger.tgenabled <> 'D' as enabled
+from pg_catalog.pg_trigger as capture_trigger
+inner join pg_catalog.pg_class as app_table on capture_trigger.tgrelid = app_table.oid
+inner join pg_catalog.pg_namespace as app_schema on app_table.relnamespace = app_schema.oid
+inner join pg_catalog.pg_proc as trigger_function on capture_trigger.tgfoid = trigger_function.oid
 where
-    namespaces.nspname = {{ dashquery_literal(source("application", "orders").schema) }}
-    and triggers.tgname like 'dq\_capture\_%'
+    app_schema.nspname = {{ dashquery_literal(source("application", "orders").schema) }}
+    and capture_trigger.tgname like 'dq\_capture\_%'

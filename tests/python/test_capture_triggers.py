@@ -268,7 +268,9 @@ def test_products(capture_dashboard: Dashboard, tables: Tables) -> None:
 
     def insert(conn: Conn, org: uuid.UUID, t: Tables) -> None:
         conn.execute(
-            t.q("insert into {products} values (%s, %s, 'New', '{{\"capacity_kwh\": 5}}', 1, now())"),
+            t.q(
+                "insert into {products} values (%s, %s, 'New', '{{\"capacity_kwh\": 5}}', 1, now())"
+            ),
             (new_product, org),
         )
 
@@ -303,8 +305,7 @@ def test_opportunities(capture_dashboard: Dashboard, tables: Tables) -> None:
     def move_closed(conn: Conn, org: uuid.UUID, t: Tables) -> None:
         conn.execute(
             t.q(
-                "update {opportunities} set closed_at = closed_at - interval '5 days'"
-                " where id = %s"
+                "update {opportunities} set closed_at = closed_at - interval '5 days' where id = %s"
             ),
             (new_opp,),
         )
@@ -450,7 +451,10 @@ def test_warranty_claims_and_customers(capture_dashboard: Dashboard, tables: Tab
 
     def resolve_claim(conn: Conn, org: uuid.UUID, t: Tables) -> None:
         conn.execute(
-            t.q("update {warranty_claims} set status = 'resolved', resolved_at = now() where id = %s"),
+            t.q(
+                "update {warranty_claims} set status = 'resolved', resolved_at = now()"
+                " where id = %s"
+            ),
             (claim,),
         )
 
@@ -536,9 +540,7 @@ def test_the_application_role_needs_no_privilege_on_the_view_schema(
                     (org,),
                 )
             payloads = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
-        count = _one(
-            conn, tables, "select count(*) from {changes} where xact_id = %s::xid8", xact
-        )
+        count = _one(conn, tables, "select count(*) from {changes} where xact_id = %s::xid8", xact)
     assert count >= 2  # daily_orders and daily_order_customers at least
     assert payloads and str(org) in payloads[0].split(",")
 
