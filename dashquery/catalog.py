@@ -222,12 +222,8 @@ BOOKKEEPING_TABLES: Final = (
     QUEUE_TABLE,
     CHANGES_TABLE,
 )
-# Change capture (issue 13): the capture triggers record the changed groups in
-# CHANGES_TABLE (in DASHQUERY_SCHEMA) and pg_notify(CHANGES_CHANNEL, '<org>,<org>...') once
-# per statement; ``dashquery listen`` LISTENs there under LISTENER_APPLICATION_NAME (what
+# ``dashquery listen`` LISTENs on CHANGES_CHANNEL under LISTENER_APPLICATION_NAME (what
 # ``dashquery status`` looks for in pg_stat_activity) and bumps those cache generations.
-CHANGES_TABLE: Final = "dashquery_changes"
-CHANGES_CHANNEL: Final = "dashquery_changes"
 LISTENER_APPLICATION_NAME: Final = "dashquery listen"
 # A refresh holds pg_try_advisory_lock(hashtextextended(LOCK_KEY_PREFIX || '<schema>.<view>',
 # 0)) (macros/materializations/dashboard_mv_steps.sql); ``dashquery status`` looks it up.

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from dashquery.catalog import DEPLOYMENT_TABLE, RELATIONS_TABLE, WATERMARKS_TABLE
+from dashquery.catalog import (
+    CAPTURE_COLUMN,
+    CAPTURE_SINCE_COLUMN,
+    DEPLOYMENT_TABLE,
+    RELATIONS_TABLE,
+    WATERMARKS_TABLE,
+)
 from dashquery.config import Settings
 
 # The key of the statement's watermarks JSON that holds the deployment check, not a view.
@@ -29,31 +35,47 @@ class Bookkeeping:
     def relation(self, name: str) -> sql.Composed:
         return sql.SQL("{}.{}").format(self.schema, sql.Identifier(name))
 
-    def watermarks_cte(self) -> sql.Composed:
+    def watermarks_cte(self, *, capture: bool = False) -> sql.Composed:
         """The watermarks, each with the first day read live (``split_day``).
 
         A view whose last refresh failed may hold data of an older definition, and one whose
         upstream_hash differs from its daily views' definition hashes now was built from an
         older definition (a partial deploy): both are read live (split_day = -infinity).
-        Checked here, in the statement's own snapshot, so the split always matches the data.
+        With ``capture`` (the change table exists), a view refreshed before the capture
+        triggers were installed (``capture_since``) may hold changes nobody recorded, so it is
+        read live too until its next refresh (``is_captured``). Checked here, in the
+        statement's own snapshot, so the split always matches the data.
         """
+        captured = sql.SQL("true")
+        if capture:
+            captured = sql.SQL(
+                "coalesce((select not d.{on} or w.watermark >= d.{since}"
+                " from {deployment} as d), true)"
+            ).format(
+                on=sql.Identifier(CAPTURE_COLUMN),
+                since=sql.Identifier(CAPTURE_SINCE_COLUMN),
+                deployment=self.relation(DEPLOYMENT_TABLE),
+            )
         return sql.SQL(
             """watermarks as (
     select w.view_name, w.watermark, w.last_failed_at, w.upstream_views, u.is_current,
-        case when w.last_failed_at is null and u.is_current
+        u.is_captured,
+        case when w.last_failed_at is null and u.is_current and u.is_captured
             then (w.watermark at time zone {zone})::date
             else '-infinity'::date end as split_day
     from {table} as w cross join lateral (
         select w.upstream_hash is not distinct from (
             select string_agg(r.definition_hash, ',' order by r.relation_name)
             from {relations} as r where r.relation_name = any(w.upstream_views)
-        ) as is_current
+        ) as is_current,
+        {captured} as is_captured
     ) as u
 )"""
         ).format(
             zone=self.zone,
             table=self.relation(WATERMARKS_TABLE),
             relations=self.relation(RELATIONS_TABLE),
+            captured=captured,
         )
 
     def freshness_column(self) -> sql.Composed:
@@ -63,7 +85,7 @@ class Bookkeeping:
         return sql.SQL(
             "(select coalesce(jsonb_object_agg(view_name, jsonb_build_object("
             "'watermark', watermark, 'split_day', split_day, 'failed', last_failed_at is not null,"
-            " 'current', is_current, 'upstream_views', upstream_views"
+            " 'current', is_current, 'captured', is_captured, 'upstream_views', upstream_views"
             ")), '{{}}') from watermarks) || jsonb_build_object({key}, jsonb_build_object("
             "'schema', {schema}, 'timezone', {zone}, 'source_schema', {source},"
             " 'built_for', (select jsonb_agg(distinct jsonb_build_array(timezone, source_schema))"

@@ -255,4 +255,6 @@ def live_reason(
     if not mark.get("current", True):
         upstream = ", ".join(mark.get("upstream_views") or ()) or "its daily views"
         return f"{view} was built from an older definition of {upstream}"
+    if not mark.get("captured", True):
+        return f"{view} was refreshed before change capture started: its next refresh fixes it"
     return None

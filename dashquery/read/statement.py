@@ -70,7 +70,7 @@ class HybridStatements(Bookkeeping):
 
     def ctes(self) -> list[sql.Composed]:
         """The CTEs every hybrid statement (metrics and series) starts with."""
-        ctes = [self.watermarks_cte()]
+        ctes = [self.watermarks_cte(capture=self.changes)]
         if self.changes:
             ctes.append(self.changed_days_cte())
         return ctes

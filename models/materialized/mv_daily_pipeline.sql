@@ -1,5 +1,9 @@
 {{ config(unique_key=['organization_id', 'business_day'], tags=['15min']) }}
 
+-- Refreshed after the capture triggers are installed, so its watermark is at or after
+-- capture_since and every change since is recorded (else the block is read live).
+-- depends_on: {{ ref('capture_triggers') }}
+
 -- Rows stay in key order: a materialized view keeps the physical order of its query after
 -- every refresh, so one organization's days sit together on few pages.
 select * from {{ ref('daily_pipeline') }}
