@@ -10,14 +10,49 @@ import psycopg
 from rich.console import Console
 
 from dashquery.config import Settings
-from dashquery.dev.bench import BenchOptions, run_bench
+from dashquery.dev.bench import BenchOptions, run_bench, run_capture_bench
+from dashquery.dev.bench_capture_report import write_docs_section
 from dashquery.dev.bench_dbt import generated_database
+from dashquery.dev.bench_options import SCENARIOS
 from dashquery.dev.bench_report import print_summary, write_outputs
 from dashquery.dev.generate import VOLUMES
 from dashquery.errors import DashqueryError
 
 
 @click.command()
+@click.option(
+    "--scenario",
+    type=click.Choice(SCENARIOS),
+    default="read",
+    show_default=True,
+    help="read: the read paths, refresh and concurrency; capture: what change capture costs"
+    " writers and what a refresh costs after changes (changes the database's data).",
+)
+@click.option(
+    "--single-rows",
+    type=click.IntRange(min=2),
+    default=300,
+    show_default=True,
+    help="capture: single-row transactions per operation, with and without capture each.",
+)
+@click.option(
+    "--bulk-rows",
+    type=click.IntRange(min=1),
+    default=100_000,
+    show_default=True,
+    help="capture: rows per bulk load and in the backfill.",
+)
+@click.option(
+    "--docs",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("docs/BENCHMARKS.md"),
+    show_default=True,
+    help="capture: rewrite this file's generated section for the volume (when it exists).",
+)
+@click.option(
+    "--label",
+    help="The report's volume label (default: the volume, or 'existing' with --existing).",
+)
 @click.option(
     "--volume",
     type=click.Choice(list(VOLUMES)),
@@ -75,6 +110,11 @@ from dashquery.errors import DashqueryError
     help="Measure the database of the PG*/DASHQUERY_* settings: no stack, no generation.",
 )
 def bench(
+    scenario: str,
+    single_rows: int,
+    bulk_rows: int,
+    docs: Path,
+    label: str | None,
     volume: str,
     orgs: int | None,
     samples: int,
@@ -102,20 +142,30 @@ def bench(
     With --existing the database must already be built (`dbt run`); its materialized
     views are refreshed and its organizations' cached results invalidated. Writes
     bench-<volume>.json and .png to --out and prints a summary.
+
+    --scenario capture measures instead (issue 13): single-row INSERT/UPDATE transactions
+    and bulk loads on orders and order_items with and without the capture triggers, the
+    change table's size, `dbt run --select tag:15min` after 1,000 changed rows, one
+    block's refresh after one changed row, and a backfill into one organization with reads
+    checked against the naive query. It writes bench-capture-<volume>.json and rewrites
+    that volume's generated section of --docs.
     """
     started = time.perf_counter()
     console = Console()
+    run = run_capture_bench if scenario == "capture" else run_bench
+    extra = {"single_rows": single_rows, "bulk_rows": bulk_rows}
     try:
         if existing:
-            label = "existing" if orgs is None else f"existing_{orgs}_orgs"
-            options = _options(label, orgs, samples, clients, seconds, seed)
-            report = run_bench(Settings.from_env(), options)
+            label = label or ("existing" if orgs is None else f"existing_{orgs}_orgs")
+            options = _options(label, orgs, samples, clients, seconds, seed, extra)
+            report = run(Settings.from_env(), options)
         else:
-            label = volume if orgs is None or orgs == VOLUMES[volume] else f"{orgs}_orgs"
+            label = label or (volume if orgs is None or orgs == VOLUMES[volume] else f"{orgs}_orgs")
             with generated_database(
                 stack_dir, volume=volume, orgs=orgs, seed=seed, keep=keep, progress=True
             ) as (settings, database):
-                report = run_bench(settings, _options(label, None, samples, clients, seconds, seed))
+                options = _options(label, None, samples, clients, seconds, seed, extra)
+                report = run(settings, options)
                 if keep:
                     console.print(
                         f"kept: database {database}; `dashquery stack env --dir {stack_dir}`",
@@ -126,12 +176,28 @@ def bench(
     report["meta"]["total_seconds_with_setup"] = round(time.perf_counter() - started, 1)
     json_path, png_path = write_outputs(report, out)
     print_summary(report, console)
-    console.print(f"wrote {json_path} and {png_path}", highlight=False)
+    wrote = [str(json_path)] + ([str(png_path)] if png_path else [])
+    if scenario == "capture" and docs.exists():
+        write_docs_section(report, docs)
+        wrote.append(f"{docs} (section {report['meta']['volume']})")
+    console.print(f"wrote {' and '.join(wrote)}", highlight=False)
 
 
 def _options(
-    label: str, orgs: int | None, samples: int, clients: int, seconds: float, seed: int
+    label: str,
+    orgs: int | None,
+    samples: int,
+    clients: int,
+    seconds: float,
+    seed: int,
+    extra: dict[str, int],
 ) -> BenchOptions:
     return BenchOptions(
-        volume=label, orgs=orgs, samples=samples, clients=clients, seconds=seconds, seed=seed
+        volume=label,
+        orgs=orgs,
+        samples=samples,
+        clients=clients,
+        seconds=seconds,
+        seed=seed,
+        **extra,
     )

@@ -6,6 +6,10 @@ makes such a database in a local stack. The parts: ``bench_options`` (what is me
 ``bench_latency`` (1. read paths and floors), ``bench_dbt`` (2. refresh),
 ``bench_concurrency`` (3. concurrent clients), ``bench_targets`` (4. the targets);
 ``bench_stats`` holds the statistics and ``bench_report`` the JSON, PNG and terminal outputs.
+
+``run_capture_bench(settings, options)`` is the capture scenario (``--scenario capture``):
+the writers' cost of the capture triggers (``bench_capture``) and the refreshes after
+changes (``bench_capture_refresh``); it changes the database's data.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from psycopg import sql
 
 from dashquery.client import Client
 from dashquery.config import Settings
+from dashquery.dev import bench_capture_refresh as capture_refresh
+from dashquery.dev.bench_capture import measure_write_overhead
 from dashquery.dev.bench_concurrency import measure_concurrency
 from dashquery.dev.bench_dbt import measure_refresh
 from dashquery.dev.bench_latency import measure_floors, measure_latency
@@ -51,6 +57,7 @@ def run_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]:
     ):
         orgs = _organizations(conn, settings, options.orgs)
         report["meta"] = _meta(conn, client, settings, options, orgs, today, pool_size)
+        report["meta"]["scenario"] = "read"
         report["latency"] = measure_latency(conn, client, settings, orgs, ranges, options, rng, bar)
         report["floors"] = measure_floors(client, orgs[0], ranges[-2], bar)
         report["refresh"] = measure_refresh(client, settings, orgs, ranges, options, rng, bar)
@@ -62,6 +69,82 @@ def run_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]:
     }
     report["targets"] = evaluate_targets(report)
     return report
+
+
+def run_capture_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]:
+    """The capture scenario: write overhead, then refreshes after changes (module doc)."""
+    started_at = dt.datetime.now(dt.UTC)
+    started = time.perf_counter()
+    load_start = os.getloadavg()
+    rng = random.Random(options.seed)
+    today = dt.datetime.now(settings.zone).date()
+    report: dict[str, Any] = {}
+    with (
+        Client(settings=settings, pool_size=2) as client,
+        psycopg.connect(settings.conninfo, autocommit=True) as conn,
+    ):
+        orgs = _organizations(conn, settings, options.orgs)
+        report["meta"] = _meta(conn, client, settings, options, orgs, today, 2)
+    report["meta"] |= {
+        "scenario": "capture",
+        "single_rows": options.single_rows,
+        "bulk_rows": options.bulk_rows,
+        "bulk_repeats": options.bulk_repeats,
+        "single_repeats": options.single_repeats,
+    }
+    steps = 4 * options.single_rows + 4 * options.bulk_repeats + 3
+    with progress_bar(options.progress) as bar:
+        task = bar.add_task("capture: writes with and without capture", total=steps)
+        # Consumes what the build left and rebuilds a relation whose strategy changed, so
+        # the timed refreshes below see only this scenario's changes.
+        warm_up = capture_refresh.refresh(settings, capture_refresh.ALL_TAGS)
+        writes = measure_write_overhead(
+            settings,
+            rng,
+            single_rows=options.single_rows,
+            bulk_rows=options.bulk_rows,
+            bulk_repeats=options.bulk_repeats,
+            advance=lambda: bar.advance(task),
+        )
+        writes["refresh_after_bulk"] = capture_refresh.refresh(settings, "tag:15min")
+        bar.add_task("capture: refreshes after changes", total=None)
+        changes = capture_refresh.change_rows(settings, orgs, rng, today)
+        after_changes = capture_refresh.refresh(settings, "tag:15min")
+        single = capture_refresh.single_row_refreshes(settings, rng, options.single_repeats)
+        backfill = capture_refresh.backfill(
+            settings, options.bulk_rows, today, lambda: bar.advance(task)
+        )
+    report["capture"] = {
+        "strategies": _strategies(settings),
+        "warm_up_refresh": warm_up,
+        "write_overhead": writes,
+        "refresh": {
+            "changes": changes,
+            "after_changes": after_changes,
+            "single_row": single,
+            "backfill": backfill,
+        },
+    }
+    report["meta"] |= {
+        "started_at": started_at.isoformat(),
+        "seconds": round(time.perf_counter() - started, 1),
+        "load_average": {"start": load_start, "end": os.getloadavg()},
+    }
+    report["targets"] = evaluate_targets(report)
+    return report
+
+
+def _strategies(settings: Settings) -> dict[str, str]:
+    """relkind of each materialized relation: a table is the incremental strategy's."""
+    query = (
+        "select c.relname, case c.relkind when 'm' then 'concurrent (materialized view)'"
+        " when 'r' then 'incremental (table)' when 'p' then 'incremental (table)'"
+        " else c.relkind::text end from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = %s and c.relname like 'mv\\_%%' and c.relkind in ('m', 'r', 'p')"
+        " order by 1"
+    )
+    with psycopg.connect(settings.conninfo, autocommit=True) as conn:
+        return dict(conn.execute(query, (settings.schema,)).fetchall())
 
 
 def _organizations(

@@ -8,6 +8,7 @@ from typing import Any
 
 REFRESH_SELECTORS = ("tag:15min", "tag:5min")
 PATHS = ("naive", "hybrid", "cached")  # the read paths, slowest first
+SCENARIOS = ("read", "capture")  # read: the read paths; capture: write overhead and refresh
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,6 +23,12 @@ class BenchOptions:
     orgs: int | None = None
     refresh_selectors: tuple[str, ...] = REFRESH_SELECTORS
     progress: bool = True
+    # The capture scenario: single-row transactions per mode and operation, rows per bulk
+    # load (and in the backfill), bulk loads per mode, single-row refreshes.
+    single_rows: int = 300
+    bulk_rows: int = 100_000
+    bulk_repeats: int = 2
+    single_repeats: int = 3
 
 
 @dataclass(frozen=True)

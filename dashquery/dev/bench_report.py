@@ -14,16 +14,24 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from dashquery.dev.bench_capture_report import print_capture_summary
 from dashquery.dev.bench_chart import write_chart
 from dashquery.dev.bench_options import PATHS
 
 
-def write_outputs(report: Mapping[str, Any], out: Path) -> tuple[Path, Path]:
-    """``bench-<volume>.json`` and ``bench-<volume>.png`` in ``out`` (created if missing)."""
+def write_outputs(report: Mapping[str, Any], out: Path) -> tuple[Path, Path | None]:
+    """``bench-<volume>.json`` and ``bench-<volume>.png`` in ``out`` (created if missing).
+
+    The capture scenario writes ``bench-capture-<volume>.json`` and no chart.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    stem = "bench-" + "".join(c if c.isalnum() else "_" for c in report["meta"]["volume"])
+    capture = report["meta"].get("scenario") == "capture"
+    volume = "".join(c if c.isalnum() else "_" for c in report["meta"]["volume"])
+    stem = f"bench-capture-{volume}" if capture else f"bench-{volume}"
     json_path, png_path = out / f"{stem}.json", out / f"{stem}.png"
     json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    if capture:
+        return json_path, None
     write_chart(report, png_path)
     return json_path, png_path
 
@@ -36,6 +44,9 @@ def _ms_text(value: float) -> str:
 def print_summary(report: Mapping[str, Any], console: Console | None = None) -> None:
     """The short terminal version: latency per range, the rest in one line each, targets."""
     console = console or Console()
+    if report["meta"].get("scenario") == "capture":
+        print_capture_summary(report, console)
+        return
     latency, meta = report["latency"], report["meta"]
     table = Table(title=f"read latency, ms ({meta['volume']}, {meta['organizations']} orgs)")
     for column in ("range", "path", "p50", "p95", "p99", "p50 speed-up"):

@@ -11,6 +11,7 @@ from typing import Any
 
 TARGET_VOLUME = "10x"
 TARGET_CLIENTS = 50
+CAPTURE_TARGET_VOLUME = "100x"  # issue 13 item 6: the refresh targets are defined at 100x
 
 
 def _target(
@@ -47,6 +48,8 @@ def _target(
 
 
 def evaluate_targets(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    if report["meta"].get("scenario") == "capture":
+        return capture_targets(report)
     volume = report["meta"]["volume"]
     stats = report["latency"]["stats_ms"]
     cached_p50 = {label: s["p50"] for label, s in stats["cached"].items()}
@@ -102,5 +105,67 @@ def evaluate_targets(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             f"cache hit rate with {concurrency['clients']} concurrent clients",
             concurrency["hit_rate"], ">=", 0.8, "ratio", volume,
             note=clients_note,
+        ),
+    ]  # fmt: skip
+
+
+def _worst(entries: Mapping[str, Any], ratio_of: Any) -> tuple[str | None, float | None]:
+    found = {name: ratio_of(entry) for name, entry in entries.items()}
+    found = {name: value for name, value in found.items() if value is not None}
+    if not found:
+        return None, None
+    name = max(found, key=found.__getitem__)
+    return name, found[name]
+
+
+def capture_targets(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Issue 13 items 5 and 6: the writers' overhead and the refresh after changes."""
+    volume = report["meta"]["volume"]
+    capture = report["capture"]
+    writes = capture["write_overhead"]
+    single_name, single = _worst(writes["single_row"], lambda e: e["ratio"]["p50"])
+    bulk_name, bulk = _worst(writes["bulk"], lambda e: e["ratio_of_best"])
+    refresh = capture["refresh"]
+    after = refresh["after_changes"]
+    changes = refresh["changes"]
+    spread_note = None
+    if changes["organizations"] < 50:
+        spread_note = (
+            f"changes spread over {changes['organizations']} organizations (all there are)"
+        )
+    exact = refresh["backfill"]
+    all_exact = exact["exact_before_refresh"]["exact"] and exact["exact_after_refresh"]["exact"]
+    return [
+        _target(
+            "capture_single_row_overhead",
+            f"single-row transaction p50 with / without capture, worst ({single_name})",
+            single, "<=", 1.15, "x", volume,
+            note=writes["without_capture"],
+        ),
+        _target(
+            "capture_bulk_overhead",
+            f"bulk load of {report['meta']['bulk_rows']:,} rows with / without capture,"
+            f" best of each, worst table ({bulk_name})",
+            bulk, "<=", 1.30, "x", volume,
+            note=writes["without_capture"],
+        ),
+        _target(
+            "refresh_15min_after_1000_changes",
+            f"sum of tag:15min views' duration_ms after {changes['total_rows']} changed rows"
+            f" over {changes['organizations']} organizations and {changes['days']} days",
+            after["views_ms_sum"] / 1000, "<=", 0.5, "s", volume,
+            defined_at=CAPTURE_TARGET_VOLUME, note=spread_note,
+        ),
+        _target(
+            "refresh_single_row_ms",
+            "mv_daily_orders duration_ms after one changed row (median)",
+            refresh["single_row"]["median_ms"], "<=", 5.0, "ms", volume,
+            defined_at=CAPTURE_TARGET_VOLUME,
+        ),
+        _target(
+            "backfill_reads_exact",
+            f"get_metrics == naive over {exact['exact_before_refresh']['ranges']} ranges before"
+            f" and after the refresh of a {exact['rows']:,}-row backfill (1 = exact)",
+            1.0 if all_exact else 0.0, ">=", 1.0, "bool", volume,
         ),
     ]  # fmt: skip

@@ -19,7 +19,8 @@ from psycopg.conninfo import conninfo_to_dict
 from rich.console import Console
 
 from dashquery.cli import cli
-from dashquery.dev.bench import BenchOptions, run_bench
+from dashquery.dev.bench import BenchOptions, run_bench, run_capture_bench
+from dashquery.dev.bench_capture_report import write_docs_section
 from dashquery.dev.bench_report import print_summary, write_outputs
 from dashquery.dev.bench_stats import percentile, summarize
 from tests.python.helpers import Dashboard
@@ -152,7 +153,7 @@ def test_help_explains_the_command() -> None:
     assert result.exit_code == 0, result.output
     for option in ("--volume", "--orgs", "--samples", "--clients", "--seconds", "--out"):
         assert option in result.output
-    for option in ("--seed", "--keep", "--existing"):
+    for option in ("--seed", "--keep", "--existing", "--scenario", "--bulk-rows", "--docs"):
         assert option in result.output
 
 
@@ -167,3 +168,102 @@ def test_existing_without_organizations_is_a_clean_error(
     assert result.exit_code == 1, result.output
     assert "Error: no table app.organizations" in result.output
     assert not list(tmp_path.iterdir())
+
+
+# The capture scenario (issue 13 items 5 and 6) changes data: it runs on a scratch database.
+CAPTURE_OPTIONS = BenchOptions(
+    volume="tiny",
+    seed=3,
+    progress=False,
+    single_rows=4,
+    bulk_rows=400,
+    bulk_repeats=2,
+    single_repeats=1,
+)
+
+
+@pytest.fixture(scope="module")
+def capture_report(
+    scratch_dashboard: Dashboard, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    result = run_capture_bench(scratch_dashboard.settings, CAPTURE_OPTIONS)
+    json_path, png_path = write_outputs(result, tmp_path_factory.mktemp("bench"))
+    assert json_path.name == "bench-capture-tiny.json" and png_path is None
+    return json.loads(json_path.read_text())
+
+
+@pytest.mark.slow
+def test_capture_scenario_measures_both_modes_and_the_refreshes(
+    capture_report: dict[str, Any], scratch_dashboard: Dashboard
+) -> None:
+    report = capture_report
+    assert set(report) == {"meta", "capture", "targets"}
+    meta = report["meta"]
+    assert meta["scenario"] == "capture" and meta["bulk_rows"] == 400
+    assert len(meta["load_average"]["start"]) == 3 and meta["host"]["cpus"] > 0
+    writes = report["capture"]["write_overhead"]
+    assert "session_replication_role = replica" in writes["without_capture"]
+    assert set(writes["single_row"]) == {
+        "orders_insert", "orders_update", "order_items_insert", "order_items_update"
+    }  # fmt: skip
+    for name, entry in writes["single_row"].items():
+        for mode in ("capture", "no_capture"):
+            assert_stats(entry["ms"][mode], f"{name} {mode}")
+            assert entry["ms"][mode]["n"] == 4
+        assert entry["ratio"]["p50"] == pytest.approx(
+            entry["ms"]["capture"]["p50"] / entry["ms"]["no_capture"]["p50"], rel=0.01
+        )
+    for table in ("orders", "order_items"):
+        bulk = writes["bulk"][table]
+        assert len(bulk["seconds"]["capture"]) == len(bulk["seconds"]["no_capture"]) == 2
+        assert all(n > 0 for n in bulk["change_rows_added"]), bulk
+    # The bulk loads left change rows; the next refresh consumes the ones it recomputed.
+    after_bulk = writes["refresh_after_bulk"]
+    assert after_bulk["change_rows_before"] > 0
+    assert after_bulk["statuses"] == ["success"]
+    refresh = report["capture"]["refresh"]
+    changes = refresh["changes"]
+    assert changes["total_rows"] > 0 and 1 <= changes["organizations"] <= 2
+    assert changes["change_rows_by_view"], changes
+    assert refresh["after_changes"]["views_ms_sum"] > 0
+    assert set(refresh["after_changes"]["views_ms"]) >= {"mv_daily_orders", "mv_daily_jobs"}
+    assert len(refresh["single_row"]["duration_ms"]) == 1
+    assert refresh["single_row"]["median_ms"] is not None
+    backfill = refresh["backfill"]
+    assert backfill["rows"] == 400 and backfill["change_rows_by_view"]
+    assert backfill["exact_before_refresh"]["exact"], backfill["exact_before_refresh"]
+    assert backfill["exact_after_refresh"]["exact"], backfill["exact_after_refresh"]
+    assert set(report["capture"]["strategies"]) >= {"mv_daily_orders", "mv_current_state"}
+
+
+@pytest.mark.slow
+def test_capture_targets_and_the_generated_docs_section(
+    capture_report: dict[str, Any], tmp_path: Path
+) -> None:
+    targets = {t["name"]: t for t in capture_report["targets"]}
+    assert set(targets) == {
+        "capture_single_row_overhead",
+        "capture_bulk_overhead",
+        "refresh_15min_after_1000_changes",
+        "refresh_single_row_ms",
+        "backfill_reads_exact",
+    }
+    assert targets["capture_single_row_overhead"]["threshold"] == 1.15
+    assert targets["capture_bulk_overhead"]["threshold"] == 1.30
+    assert targets["refresh_15min_after_1000_changes"]["defined_at"] == "100x"
+    assert "defined at 100x" in targets["refresh_single_row_ms"]["note"]
+    assert targets["backfill_reads_exact"]["passed"] is True
+    for t in targets.values():
+        assert t["measured"] is not None and t["passed"] is not None, t
+    docs = tmp_path / "BENCHMARKS.md"
+    docs.write_text("# Benchmarks\n\nhand-written text\n")
+    write_docs_section(capture_report, docs)
+    first = docs.read_text()
+    assert first.startswith("# Benchmarks\n\nhand-written text\n")
+    assert "capture --volume tiny: generated" in first and "orders_insert" in first
+    # Rewritten in place, not appended twice; other text kept.
+    write_docs_section(capture_report, docs)
+    assert docs.read_text() == first
+    console = Console(file=io.StringIO(), width=120)
+    print_summary(capture_report, console)
+    assert "single-row transaction" in console.file.getvalue()  # type: ignore[attr-defined]

@@ -1,0 +1,247 @@
+"""``dashquery bench --scenario capture``: what change capture costs writers (issue 13 item 5).
+
+Single-row INSERT and UPDATE transactions on orders and order_items, and a bulk
+``INSERT ... SELECT`` of ``bulk_rows`` rows into each, WITH the capture triggers and WITHOUT
+them, in the same run on the same database. "Without" is a session with
+``session_replication_role = replica``: PostgreSQL then fires no ordinary trigger, which
+also skips the foreign-key checks (RI triggers), so the ratio is an upper bound of what
+the capture triggers alone cost. The two modes alternate sample by sample, so drift in the
+machine's load weighs on both alike.
+
+Rows written without capture are then touched once with capture on (a no-op UPDATE, or a
+DELETE of the bulk rows), so the change table records their groups and every later read
+stays exact. The refresh half is in ``bench_capture_refresh``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from dashquery.catalog import CHANGES_TABLE
+from dashquery.config import Settings
+from dashquery.dev.bench_stats import elapsed_ms, summarize
+
+Conn = psycopg.Connection[Any]
+MODES = ("capture", "no_capture")
+WITHOUT_CAPTURE = (
+    "session_replication_role = replica for the session: no ordinary trigger fires, so the"
+    " capture triggers are skipped, and so are the foreign-key checks (RI triggers): the"
+    " ratios are an upper bound of the capture triggers' own cost"
+)
+
+
+def changes_count(conn: Conn, settings: Settings) -> int:
+    query = sql.SQL("select count(*) from {}").format(
+        sql.Identifier(settings.schema, CHANGES_TABLE)
+    )
+    row = conn.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@contextmanager
+def mode_connections(settings: Settings) -> Iterator[dict[str, Conn]]:
+    """One autocommit connection per mode; the no_capture one in replica role."""
+    conns = {mode: psycopg.connect(settings.conninfo, autocommit=True) for mode in MODES}
+    try:
+        conns["no_capture"].execute("set session_replication_role = replica")
+        yield conns
+    finally:
+        for conn in conns.values():
+            conn.close()
+
+
+class _Picks:
+    """Existing rows to write against, sampled once (seeded)."""
+
+    def __init__(self, conn: Conn, settings: Settings, rng: random.Random, n: int) -> None:
+        src = sql.Identifier(settings.source_schema)
+        q = sql.SQL(
+            "select o.id, o.organization_id, o.customer_id, o.created_at,"
+            " (select p.id from {src}.products p where p.organization_id = o.organization_id"
+            "  order by p.id limit 1)"
+            " from {src}.orders o tablesample bernoulli (%s) repeatable (%s)"
+            " where o.deleted_at is null limit %s"
+        ).format(src=src)
+        total = conn.execute(sql.SQL("select count(*) from {}.orders").format(src)).fetchone()
+        percent = min(100.0, 100.0 * 3 * n / max(1, total[0]))  # type: ignore[index]
+        self.orders = conn.execute(q, (percent, rng.randrange(10**6), n)).fetchall()
+        q_items = sql.SQL(
+            "select id from {src}.order_items tablesample bernoulli (%s) repeatable (%s) limit %s"
+        ).format(src=src)
+        self.items = [r[0] for r in conn.execute(q_items, (percent, rng.randrange(10**6), n))]
+        rng.shuffle(self.orders)
+        rng.shuffle(self.items)
+
+
+def measure_write_overhead(
+    settings: Settings,
+    rng: random.Random,
+    *,
+    single_rows: int,
+    bulk_rows: int,
+    bulk_repeats: int,
+    advance: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """Single-row and bulk writes with and without capture; see the module doc."""
+    src = sql.Identifier(settings.source_schema)
+    with (
+        psycopg.connect(settings.conninfo, autocommit=True) as admin,
+        mode_connections(settings) as conns,
+    ):
+        picks = _Picks(admin, settings, rng, 2 * single_rows + 10)
+        single, written = _single_row(conns, src, picks, rng, single_rows, advance)
+        _touch(conns["capture"], src, written)
+        bulk = _bulk(admin, conns, settings, bulk_rows, bulk_repeats, advance)
+    report: dict[str, Any] = {
+        "without_capture": WITHOUT_CAPTURE,
+        "single_row": single,
+        "bulk": bulk,
+    }
+    return report
+
+
+_SINGLE_SQL = {
+    ("orders", "insert"): "insert into {src}.orders (id, organization_id, customer_id, status,"
+    " total_cents, created_at, updated_at) values (%s, %s, %s, 'confirmed', %s, %s, now())",
+    ("orders", "update"): "update {src}.orders set total_cents = total_cents + 1,"
+    " updated_at = now() where id = %s",
+    ("order_items", "insert"): "insert into {src}.order_items (id, organization_id, order_id,"
+    " product_id, quantity, unit_price_cents, line_total_cents, created_at)"
+    " values (%s, %s, %s, %s, 1, %s, %s, %s)",
+    ("order_items", "update"): "update {src}.order_items set quantity = quantity + 1,"
+    " line_total_cents = line_total_cents + unit_price_cents where id = %s",
+}
+
+
+def _single_row(
+    conns: dict[str, Conn],
+    src: sql.Identifier,
+    picks: _Picks,
+    rng: random.Random,
+    n: int,
+    advance: Callable[[], None],
+) -> tuple[dict[str, Any], dict[str, list[uuid.UUID]]]:
+    """Each (table, op): n transactions per mode, the modes alternating (order shuffled)."""
+    written: dict[str, list[uuid.UUID]] = {"orders": [], "order_items": []}
+    report: dict[str, Any] = {}
+    now = dt.datetime.now(dt.UTC)
+    for (table, op), text in _SINGLE_SQL.items():
+        statement = sql.SQL(text).format(src=src)  # type: ignore[arg-type]
+        samples: dict[str, list[float]] = {mode: [] for mode in MODES}
+        for i in range(n):
+            order = list(MODES)
+            rng.shuffle(order)
+            for j, mode in enumerate(order):
+                row_index = 2 * i + j
+                params: tuple[Any, ...]
+                if op == "update" and table == "orders":
+                    params = (picks.orders[row_index % len(picks.orders)][0],)
+                elif op == "update":
+                    params = (picks.items[row_index % len(picks.items)],)
+                elif table == "orders":
+                    _, org, customer, _, _ = picks.orders[row_index % len(picks.orders)]
+                    created = now - dt.timedelta(seconds=rng.randrange(730 * 86400))
+                    params = (uuid.uuid4(), org, customer, rng.randrange(1000, 10**6), created)
+                else:
+                    order_id, org, _, created, product = picks.orders[row_index % len(picks.orders)]
+                    price = rng.randrange(100, 10**5)
+                    params = (uuid.uuid4(), org, order_id, product, price, price, created)
+                started = time.perf_counter()
+                conns[mode].execute(statement, params)
+                samples[mode].append(elapsed_ms(started))
+                if mode == "no_capture":
+                    written[table].append(params[0])
+            advance()
+        stats = {mode: summarize(values) for mode, values in samples.items()}
+        report[f"{table}_{op}"] = {
+            "transactions_per_mode": n,
+            "ms": stats,
+            "ratio": {
+                q: _ratio(stats["capture"][q], stats["no_capture"][q]) for q in ("p50", "p95")
+            },
+        }
+    return report, written
+
+
+def _ratio(slow: float, fast: float) -> float | None:
+    return round(slow / fast, 3) if fast else None
+
+
+def _touch(conn: Conn, src: sql.Identifier, written: dict[str, list[uuid.UUID]]) -> None:
+    """Record the groups of rows written without capture (a no-op UPDATE, captured)."""
+    conn.execute(
+        sql.SQL("update {}.orders set updated_at = updated_at where id = any(%s)").format(src),
+        (written["orders"],),
+    )
+    conn.execute(
+        sql.SQL("update {}.order_items set quantity = quantity where id = any(%s)").format(src),
+        (written["order_items"],),
+    )
+
+
+# Bulk rows: copies of existing rows with new ids (same organizations, days and shapes), so
+# they spread over the history like the application's own rows.
+_BULK_SQL = {
+    "orders": "insert into {src}.orders (id, organization_id, customer_id, status, total_cents,"
+    " created_at, updated_at) select gen_random_uuid(), organization_id, customer_id, status,"
+    " total_cents, created_at, updated_at from {src}.orders where deleted_at is null"
+    " order by id limit %s returning id",
+    "order_items": "insert into {src}.order_items (id, organization_id, order_id, product_id,"
+    " quantity, unit_price_cents, line_total_cents, created_at) select gen_random_uuid(),"
+    " organization_id, order_id, product_id, quantity, unit_price_cents, line_total_cents,"
+    " created_at from {src}.order_items order by id limit %s returning id",
+}
+
+
+def _bulk(
+    admin: Conn,
+    conns: dict[str, Conn],
+    settings: Settings,
+    rows: int,
+    repeats: int,
+    advance: Callable[[], None],
+) -> dict[str, Any]:
+    """Per table: ``repeats`` loads per mode (alternating), each deleted again with capture on."""
+    src = sql.Identifier(settings.source_schema)
+    report: dict[str, Any] = {}
+    for table, text in _BULK_SQL.items():
+        statement = sql.SQL(text).format(src=src)  # type: ignore[arg-type]
+        seconds: dict[str, list[float]] = {mode: [] for mode in MODES}
+        changes_after: list[int] = []
+        for repeat in range(repeats):
+            order = MODES if repeat % 2 == 0 else MODES[::-1]
+            for mode in order:
+                before = changes_count(admin, settings)
+                started = time.perf_counter()
+                ids = [r[0] for r in conns[mode].execute(statement, (rows,))]
+                seconds[mode].append(round(time.perf_counter() - started, 3))
+                if mode == "capture":
+                    changes_after.append(changes_count(admin, settings) - before)
+                # Gone again, with capture on: the change table records their groups.
+                conns["capture"].execute(
+                    sql.SQL("delete from {}.{} where id = any(%s)").format(
+                        src, sql.Identifier(table)
+                    ),
+                    (ids,),
+                )
+                advance()
+        best = {mode: min(values) for mode, values in seconds.items()}
+        report[table] = {
+            "rows": rows,
+            "method": "INSERT ... SELECT (copies of existing rows, new ids), one transaction",
+            "seconds": seconds,
+            "best_seconds": best,
+            "ratio_of_best": _ratio(best["capture"], best["no_capture"]),
+            "change_rows_added": changes_after,
+        }
+    return report

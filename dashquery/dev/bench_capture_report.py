@@ -1,0 +1,161 @@
+"""The capture scenario's report: markdown for docs/BENCHMARKS.md, and the terminal summary.
+
+``render_markdown(report)`` turns a capture report (its JSON) into the section the bench
+command writes into the docs between two markers, one section per volume, so no figure is
+copied by hand: ``write_docs_section(report, path)`` replaces the section (or appends it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+
+def _markers(volume: str) -> tuple[str, str]:
+    return (
+        f"<!-- dashquery bench --scenario capture --volume {volume}: generated, do not edit -->",
+        f"<!-- end of dashquery bench --scenario capture --volume {volume} -->",
+    )
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _verdict(passed: bool | None) -> str:
+    return {True: "pass", False: "**fail**", None: "-"}[passed]
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    meta, capture = report["meta"], report["capture"]
+    writes, refresh = capture["write_overhead"], capture["refresh"]
+    load = meta["load_average"]
+    lines = [
+        f"**Capture scenario, {meta['volume']}** — {meta['started_at'][:16].replace('T', ' ')}"
+        f" UTC, {meta['organizations']} organizations, {meta['orders']:,} orders, seed"
+        f" {meta['seed']}, {meta['seconds']:.0f} s. Machine: {meta['host']['cpus']} CPUs"
+        f" (nproc), PostgreSQL {meta['host']['postgres']}; load average (1, 5, 15 min)"
+        f" {', '.join(f'{v:.2f}' for v in load['start'])} at the start,"
+        f" {', '.join(f'{v:.2f}' for v in load['end'])} at the end.",
+        "Materialized relations: "
+        + ", ".join(f"`{name}` {kind}" for name, kind in capture["strategies"].items())
+        + ".",
+        "",
+        f"Without capture = {writes['without_capture']}.",
+        "",
+        "| single-row transaction | with capture p50 / p95 ms | without p50 / p95 ms"
+        " | ratio p50 / p95 |",
+        "|---|---|---|---|",
+    ]
+    for name, entry in writes["single_row"].items():
+        w, wo = entry["ms"]["capture"], entry["ms"]["no_capture"]
+        lines.append(
+            f"| {name} ({entry['transactions_per_mode']} each) | {_ms(w['p50'])} / {_ms(w['p95'])}"
+            f" | {_ms(wo['p50'])} / {_ms(wo['p95'])}"
+            f" | {_x(entry['ratio']['p50'])} / {_x(entry['ratio']['p95'])} |"
+        )
+    lines += [
+        "",
+        "| bulk load | with capture s (each) | without s (each) | ratio of best"
+        " | change rows added |",
+        "|---|---|---|---|---|",
+    ]
+    for table, entry in writes["bulk"].items():
+        lines.append(
+            f"| {entry['rows']:,} rows into {table} | "
+            + ", ".join(f"{s:.2f}" for s in entry["seconds"]["capture"])
+            + " | "
+            + ", ".join(f"{s:.2f}" for s in entry["seconds"]["no_capture"])
+            + f" | {_x(entry['ratio_of_best'])}"
+            f" | {', '.join(f'{n:,}' for n in entry['change_rows_added'])} |"
+        )
+    bulk_refresh = writes["refresh_after_bulk"]
+    changes, after = refresh["changes"], refresh["after_changes"]
+    single, backfill = refresh["single_row"], refresh["backfill"]
+    exact_before = backfill["exact_before_refresh"]
+    exact_after = backfill["exact_after_refresh"]
+    verdict_before, verdict_after = _exact_text(exact_before), _exact_text(exact_after)
+    lines += [
+        "",
+        f"Change table after the bulk loads (each load deleted again, captured): "
+        f"{bulk_refresh['change_rows_before']:,} rows; after the next `tag:15min` refresh:"
+        f" {bulk_refresh['change_rows_after']:,} (views' own time"
+        f" {_ms(bulk_refresh['views_ms_sum'])} ms).",
+        "",
+        "| refresh | views' own time (sum of duration_ms) | per view ms | dbt wall s"
+        " | change rows before → after |",
+        "|---|---|---|---|---|",
+        _refresh_row(
+            f"`tag:15min` after {changes['total_rows']:,} changed rows"
+            f" ({', '.join(f'{t} {n}' for t, n in changes['rows'].items())}) over"
+            f" {changes['organizations']} organizations and {changes['days']} days (oldest"
+            f" {changes['oldest_day_back']} days back)",
+            after,
+        ),
+        *(
+            _refresh_row(f"`mv_daily_orders` after one changed old order (run {i + 1})", run)
+            for i, run in enumerate(single["runs"])
+        ),
+        _refresh_row(
+            f"`tag:15min` after a backfill of {backfill['rows']:,} rows into one organization"
+            f" ({backfill['insert_seconds']:.2f} s to insert)",
+            backfill["refresh"],
+        ),
+        "",
+        f"Backfill reads (`get_metrics`, cache off, against the naive query over"
+        f" {exact_before['ranges']} ranges): before the refresh"
+        f" {verdict_before}, after it {verdict_after}.",
+        "",
+        "| target | threshold | measured | pass | volume |",
+        "|---|---|---|---|---|",
+    ]
+    for t in report["targets"]:
+        measured = "-" if t["measured"] is None else f"{t['measured']:.4g} {t['unit']}"
+        volume = t["volume"] + (
+            "" if t["at_defined_volume"] else f" (defined at {t['defined_at']})"
+        )
+        lines.append(
+            f"| {t['description']} | {t['comparison']} {t['threshold']:g} {t['unit']}"
+            f" | {measured} | {_verdict(t['passed'])} | {volume} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _exact_text(check: Mapping[str, Any]) -> str:
+    return "exact" if check["exact"] else f"NOT exact: {check['mismatches']}"
+
+
+def _refresh_row(label: str, run: Mapping[str, Any]) -> str:
+    per_view = ", ".join(f"{v.removeprefix('mv_')} {_ms(ms)}" for v, ms in run["views_ms"].items())
+    return (
+        f"| {label} | {_ms(run['views_ms_sum'])} ms | {per_view} | {run['wall_seconds']:.1f}"
+        f" | {run['change_rows_before']:,} → {run['change_rows_after']:,} |"
+    )
+
+
+def write_docs_section(report: Mapping[str, Any], path: Path) -> None:
+    """Replace this volume's generated section of ``path`` (append it when missing)."""
+    start, end = _markers(report["meta"]["volume"])
+    block = f"{start}\n{render_markdown(report)}{end}\n"
+    text = path.read_text() if path.exists() else ""
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: block, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.write_text(text)
+
+
+def print_capture_summary(report: Mapping[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(render_markdown(report), highlight=False, markup=False)
