@@ -86,12 +86,19 @@
   changing a daily view's logic or columns rebuilds the materialized view that reads it.
   The names given to to_regclass are quoted identifiers (a schema such as `Dash Views`).
 #}
-{% macro dashboard_mv_definition_hash(sql, unique_key, upstream_views) %}
+{% macro dashboard_mv_definition_hash(sql, unique_key, upstream_views, strategy='concurrent') %}
     {%- set names = [] -%}
     {%- for view in upstream_views -%}
         {%- do names.append(view.include(database=false) | string) -%}
     {%- endfor -%}
-    {%- set own = local_md5(sql ~ '|' ~ unique_key | join(',')) -%}
+    {#- the strategy (and the incremental one's group macros) is part of the definition:
+        switching it rebuilds beside the old relation and swaps. 'concurrent' hashes as
+        before the strategies existed, so an upgrade rebuilds nothing it need not. -#}
+    {%- set own_text = sql ~ '|' ~ unique_key | join(',') -%}
+    {%- if strategy != 'concurrent' -%}
+        {%- set own_text = own_text ~ '|' ~ strategy ~ '|' ~ config.get('refresh_groups', '') ~ '|' ~ config.get('refresh_rows', '') -%}
+    {%- endif -%}
+    {%- set own = local_md5(own_text) -%}
     {% call statement('dashboard_mv_definition_hash', fetch_result=true) -%}
         select md5({{ dashquery_literal(own) }} || coalesce(string_agg(pg_get_viewdef(to_regclass(name)::oid, true), '|' order by name), ''))
         from unnest({{ dashquery_text_array(names) }}) as name
@@ -111,12 +118,20 @@
 
 
 {#
-  dashboard_mv_start_watermark: remember, in the transaction, the instant before the
-  refresh takes its snapshot. Everything committed before it is in the refreshed data, so
-  days before day(watermark) are complete in the view.
+  dashboard_mv_begin_snapshot: the first statements of the refresh's transaction: SET
+  TRANSACTION ISOLATION LEVEL REPEATABLE READ, then the watermark = now(), the transaction's
+  start. The snapshot is taken by that first query, after now(), so everything committed
+  before the watermark is in it, and every later statement of the refresh (recompute,
+  consume the change rows, watermark, run log) uses that same snapshot: a change committed
+  meanwhile is neither recomputed nor consumed. dashquery.capture_covers is read in it too
+  (dashboard_mv_capture_covers). The refresh statement's last SELECT reports
+  transaction_isolation, which the materialization puts in dbt's result message.
 #}
-{% macro dashboard_mv_start_watermark() %}
-    select set_config('dashquery.watermark', clock_timestamp()::text, true);
+{% macro dashboard_mv_begin_snapshot(relation) %}
+    set transaction isolation level repeatable read;
+    select
+        set_config('dashquery.watermark', now()::text, true),
+        set_config('dashquery.capture_covers', ({{ dashboard_mv_capture_covers(relation) }})::text, true);
 {% endmacro %}
 
 
@@ -149,8 +164,9 @@
     {%- do swap.append(get_rename_sql(building, adapter.quote(relation.identifier)) | trim) -%}
     {%- do swap.append('alter index ' ~ building_key ~ ' rename to ' ~ adapter.quote(relation.identifier ~ '__key')) -%}
     {{ dashquery_drop_sql(building) }};
-    create materialized view {{ building }} as
-    {{ sql }};
+    create {{ 'table' if relation.type == 'table' else 'materialized view' }} {{ building }} as
+    {{ sql }}
+    ;
     create unique index {{ adapter.quote(building_key.identifier) }}
     on {{ building }} ({{ columns | join(', ') }});
     {{ dashquery_retrying_on_lock(swap) }};
@@ -165,7 +181,7 @@
   transaction, so it names exactly the daily view definitions the refreshed data came from
   (the read path compares it with the same expression evaluated now).
 #}
-{% macro dashboard_mv_finish(relation, run_id, action, definition_hash, upstream_views) %}
+{% macro dashboard_mv_finish(relation, run_id, action, definition_hash, upstream_views, row_delta=false) %}
     {%- set cadences = var('dashquery_cadence_minutes', {}) -%}
     {%- set cadence = [] -%}
     {%- for tag in config.get('tags', []) if tag in cadences -%}
@@ -183,7 +199,15 @@
     select
         {{ view_name }}, {{ watermark }}, clock_timestamp(),
         extract(epoch from clock_timestamp() - {{ watermark }}) * 1000,
-        (select count(*) from {{ relation }}), {{ dashquery_literal(definition_hash) }},
+        {% if row_delta -%}
+        {#- an incremental refresh counts its delta, not the whole relation -#}
+        case when current_setting('dashquery.capture_covers')::boolean then
+            (select row_count + current_setting('dashquery.row_delta')::bigint
+             from {{ bookkeeping_relation('dashquery_watermarks') }} where view_name = {{ view_name }})
+        else (select count(*) from {{ relation }}) end,
+        {%- else -%}
+        (select count(*) from {{ relation }}),
+        {%- endif %} {{ dashquery_literal(definition_hash) }},
         {{ cadence | first if cadence else 'null' }}, null, null,
         upstream.views,
         (
