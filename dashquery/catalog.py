@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
-CONTRACT_VERSION: Final = "3"  # 3: freshness[block].changed_days_live
+CONTRACT_VERSION: Final = "4"  # 3: freshness[block].changed_days_live; 4: compact cache values
 MAX_RANGE_DAYS: Final = 3660
 
 # The value sets metrics break down or filter by (dbt var dashquery_value_sets), in order.

@@ -11,7 +11,7 @@ from typing import Self
 from dashquery.cache.flights import Flights
 from dashquery.cache.values import Lookup, MetricsCache, cache_namespace
 from dashquery.config import Settings
-from dashquery.observability import REQUEST_SECONDS
+from dashquery.observability import REQUEST_SECONDS_BY_PATH
 from dashquery.ops import events
 from dashquery.read.compare import ComparedMetrics, comparison_request, parse_compare
 from dashquery.read.compute import Computer
@@ -125,7 +125,7 @@ class Client:
         epoch = self._flights.epoch(request.organization_id)  # before the lookup: see flights
         lookup = self.cache.lookup(request) if self.cache else Lookup(None, None)
         if lookup.result is not None:
-            REQUEST_SECONDS.labels("cache").observe(time.perf_counter() - started)
+            REQUEST_SECONDS_BY_PATH["cache"].observe(time.perf_counter() - started)
             return lookup.result
         # Threads of this process share one computation per key (request, generations,
         # epochs): never one an invalidation they come after has overtaken ...
@@ -133,7 +133,7 @@ class Client:
             (request, lookup.generations, epoch),
             lambda: self._compute_once_across_processes(request, lookup),
         )
-        REQUEST_SECONDS.labels(result.source).observe(time.perf_counter() - started)
+        REQUEST_SECONDS_BY_PATH[result.source].observe(time.perf_counter() - started)
         return result
 
     def compute(

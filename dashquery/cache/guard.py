@@ -92,6 +92,8 @@ class RedisGuard:
     def _claim(self) -> bool:
         """Closed: go. Open: no. Period over: this caller alone probes (half-open), so a dead
         Redis costs one attempt per period even with the replay thread also trying."""
+        if self._open_until == 0.0:  # closed, the common case: no lock (one float read)
+            return True
         with self._lock:
             if self._open_until == 0.0:
                 return True
@@ -132,6 +134,8 @@ class RedisGuard:
             )
 
     def _recovered(self) -> None:
+        if not self._open_until:  # closed already: nothing to do, no lock taken
+            return
         with self._lock:
             if not self._open_until:
                 return

@@ -11,12 +11,15 @@ Invalidation never touches value keys: ``invalidate_org`` and ``invalidate_all``
 generation counter under the namespace (O(1), never KEYS or SCAN), and a value is only
 served when the generations stored in it equal the current ones, read in the same MGET.
 Superseded values simply expire with their TTL.
+
+A value is ``dq3|gen_all|gen_org|crc32|payload``, the payload the compact JSON array of
+``DashboardMetrics.to_document``. A hit costs little more than the MGET: the keys of a
+request are memoised, and bytes identical to ones decoded and accepted before are not parsed
+again (``Decoded``): only their generations are checked against the ones just read.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import logging
 import random
@@ -28,44 +31,27 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from dashquery.cache.guard import RedisGuard, Scope
-from dashquery.catalog import CONTRACT_VERSION
-from dashquery.config import Settings
+from dashquery.cache.keys import CacheKey, Decoded, Slot, cache_namespace
 from dashquery.errors import DashqueryError
-from dashquery.observability import CACHE_LOOKUPS
+from dashquery.observability import CACHE_LOOKUP_COUNTS
 from dashquery.read.request import MetricsRequest
 from dashquery.result import DashboardMetrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+__all__ = ["CacheKey", "Lock", "Lookup", "MetricsCache", "cache_namespace"]
 
-# dq2: decimals are exact strings in the payload (dq1 held JSON floats).
-_FORMAT = b"dq2"
+# dq3: the compact array of ``DashboardMetrics.to_document`` (dq2 was a dict with key names;
+# dq1 held JSON floats).
+_FORMAT = b"dq3"
+# Request -> its keys, per namespace: bounded by the distinct requests, emptied when full.
+_SLOTS_MAX = 4096
 Generations = tuple[bytes, bytes]
 # Deleting the lock only if we still own it: KEYS[1] - lock key, ARGV[1] - our token.
 _RELEASE_LOCK = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
-
-
-@functools.lru_cache(maxsize=64)
-def _namespace(identity: str, source_schema: str, schema: str, timezone: str) -> str:
-    # Unit separators: no schema name (which may hold ':' or spaces) can fake another's.
-    parts = "\x1f".join([identity, source_schema, schema, timezone])
-    return f"dq:v{CONTRACT_VERSION}:" + hashlib.sha256(parts.encode()).hexdigest()[:20]
-
-
-def cache_namespace(identity: str, settings: Settings) -> str:
-    """The key prefix of one database identity (``Computer.identity()``) and settings."""
-    return _namespace(identity, settings.source_schema, settings.schema, settings.timezone)
-
-
-@dataclass(frozen=True, slots=True)
-class CacheKey:
-    """Where one request's result lives, and the prefix of its single-flight locks."""
-
-    value: str
-    lock: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +109,8 @@ class MetricsCache:
         self.lock_seconds = lock_seconds
         self.clock = clock
         self._release_lock = self.redis.register_script(_RELEASE_LOCK)
+        self._slots: dict[tuple[str, MetricsRequest], Slot] = {}
+        self._decoded: Decoded[DashboardMetrics] = Decoded(DashboardMetrics.copy)
 
     @property
     def namespace(self) -> str:
@@ -134,10 +122,23 @@ class MetricsCache:
         return f"{self.namespace}:gen:org:{scope}"
 
     def key(self, request: MetricsRequest) -> CacheKey:
-        value = (
-            f"{self.namespace}:m:{request.organization_id}:{request.date_from}:{request.date_to}"
-        )
-        return CacheKey(value=value, lock=value + ":lock")
+        return self._slot(request).key
+
+    def _slot(self, request: MetricsRequest) -> Slot:
+        namespace = self.namespace
+        slot = self._slots.get((namespace, request))
+        if slot is None:
+            org, start, end = request.organization_id, request.date_from, request.date_to
+            value = f"{namespace}:m:{org}:{start}:{end}"
+            slot = Slot(
+                CacheKey(value=value, lock=value + ":lock"),
+                (value, f"{namespace}:gen:all", f"{namespace}:gen:org:{org}"),
+                [str(org), start.isoformat(), end.isoformat(), self.timezone],
+            )
+            if len(self._slots) >= _SLOTS_MAX:
+                self._slots.clear()
+            self._slots[(namespace, request)] = slot
+        return slot
 
     @property
     def available(self) -> bool:
@@ -150,23 +151,22 @@ class MetricsCache:
     # -- values ----------------------------------------------------------------------
 
     def lookup(self, request: MetricsRequest) -> Lookup:
-        key = self.key(request)
+        slot = self._slot(request)
 
         def decode(document: Any) -> DashboardMetrics:
-            result = DashboardMetrics.from_document(document)
-            if (
-                result.organization_id != request.organization_id
-                or result.date_from != request.date_from
-                or result.date_to != request.date_to
-                or result.timezone != self.timezone
-            ):
+            # The organization, range and time zone as strings against the ones this
+            # request's value must carry, so the request need not be parsed back.
+            if type(document) is not list or document[:4] != slot.header:
                 raise ValueError("value belongs to another request")
-            return result.with_source("cache")
+            return DashboardMetrics.from_parts(
+                document, request.organization_id, request.date_from, request.date_to,
+                self.timezone, "cache",
+            )  # fmt: skip
 
         result, generations, outcome = self.read(
-            key.value, request.organization_id, _FORMAT, decode
+            slot.key.value, request.organization_id, _FORMAT, decode, slot.mget, self._decoded
         )
-        CACHE_LOOKUPS.labels(outcome).inc()
+        CACHE_LOOKUP_COUNTS[outcome].inc()
         return Lookup(result, generations)
 
     def store(
@@ -182,6 +182,8 @@ class MetricsCache:
         organization_id: uuid.UUID,
         fmt: bytes,
         decode: Callable[[Any], T],
+        keys: Sequence[str] | None = None,
+        decoded: Decoded[T] | None = None,
     ) -> tuple[T | None, Generations | None, str]:
         """One MGET of a value and the generations guarding it, the envelope checked.
 
@@ -189,9 +191,12 @@ class MetricsCache:
         the current generations, and accepted by ``decode``, which raises ``ValueError``,
         ``KeyError`` or ``TypeError`` for anything else), the generations to store a new
         value under (None while Redis is unavailable or unsafe) and the outcome: hit, miss,
-        stale, corrupt, unavailable or disabled.
+        stale, corrupt, unavailable or disabled. ``keys``: the MGET's three keys (the value
+        and the generations), when the caller has them at hand. ``decoded``: the values
+        decoded before, reused while the key holds the same bytes (see ``Decoded``).
         """
-        keys = [key, self.generation_key(None), self.generation_key(organization_id)]
+        if keys is None:
+            keys = (key, self.generation_key(None), self.generation_key(organization_id))
         raw = self.guard.call(lambda: self.redis.mget(keys), None)
         if raw is None:
             return None, None, "unavailable" if self.guard.problem is None else "disabled"
@@ -201,11 +206,18 @@ class MetricsCache:
             return None, generations, "miss"
         try:
             stored_fmt, stored_all, stored_org, checksum, payload = value.split(b"|", 4)
-            if stored_fmt != fmt or int(checksum, 16) != zlib.crc32(payload):
+            known = decoded.get(key, value) if decoded is not None else None
+            if known is None and (stored_fmt != fmt or int(checksum, 16) != zlib.crc32(payload)):
                 raise ValueError("bad header or checksum")
             if (stored_all, stored_org) != generations:
                 return None, generations, "stale"
-            return decode(json.loads(payload)), generations, "hit"
+            if known is not None:  # these very bytes passed every check below before
+                return decoded.copy(known), generations, "hit"  # type: ignore[union-attr]
+            result = decode(json.loads(payload))
+            if decoded is not None:
+                decoded.put(key, value, result)
+                result = decoded.copy(result)
+            return result, generations, "hit"
         except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
             log.warning("discarding a corrupt cache value at %s: %s", key, exc)
             return None, generations, "corrupt"

@@ -1,8 +1,9 @@
 """Issue 8 §4 and §5: a cache stampede runs the query once, and a cached value is served only
 to the exact request, configuration and generation that computed it.
 
-The values written here by hand follow the cache's format (``dq2|gen_all|gen_org|crc|json``)
-so that each test breaks exactly one thing and the others still look valid.
+The values written here by hand follow the cache's format (``dq3|gen_all|gen_org|crc|json``,
+the JSON being ``DashboardMetrics.to_document``'s array) so that each test breaks exactly one
+thing and the others still look valid.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def rebuild(
     raw: bytes,
     *,
     generations: tuple[bytes, bytes] | None = None,
-    edit: Callable[[dict[str, Any]], None] | None = None,
+    edit: Callable[[list[Any]], None] | None = None,
     payload: bytes | None = None,
 ) -> bytes:
     """The value with other generations or payload, and a checksum that matches."""
@@ -164,6 +165,14 @@ def test_a_miss_that_loses_the_race_serves_the_winners_value(
 # -- §5 values never served --------------------------------------------------------------------
 
 
+def payload_start(raw: bytes) -> int:
+    return len(raw) - len(raw.split(b"|", 4)[4])
+
+
+def set_orders_count(document: list[Any], value: Any) -> None:
+    document[5][0] = value  # the first count: orders_count (METRIC_KEYS order)
+
+
 def flip(raw: bytes, index: int, bit: int) -> bytes:
     return raw[:index] + bytes([raw[index] ^ (1 << bit)]) + raw[index + 1 :]
 
@@ -177,7 +186,7 @@ def test_corrupt_values_are_recomputed(
     client.get_metrics(org, *RANGE)
     raw = redis_client.get(key)
     assert isinstance(raw, bytes) and client.get_metrics(org, *RANGE).source == "cache"
-    payload_at = raw.index(b"{")
+    payload_at = payload_start(raw)
     corrupt = {
         "garbage": b"\x00\xffnot a cached value",
         "empty": b"",
@@ -185,9 +194,14 @@ def test_corrupt_values_are_recomputed(
         "last byte lost": raw[:-1],
         "payload bit flipped": flip(raw, (payload_at + len(raw)) // 2, 3),
         "older format": b"dq0" + raw[3:],
-        "a key missing": rebuild(raw, edit=lambda data: data.pop("kwh_deployed")),
-        "a count as text": rebuild(raw, edit=lambda data: data.update(orders_count="7")),
-        "a list": rebuild(raw, payload=b"[]"),
+        "a number missing": rebuild(raw, edit=lambda data: data[6].pop()),
+        "a count as text": rebuild(raw, edit=lambda data: set_orders_count(data, "7")),
+        "a count as a float": rebuild(raw, edit=lambda data: set_orders_count(data, 7.0)),
+        "a count as a bool": rebuild(raw, edit=lambda data: set_orders_count(data, True)),
+        "a decimal as a JSON number": rebuild(raw, edit=lambda data: data[6].__setitem__(0, 1.5)),
+        "a decimal NaN": rebuild(raw, edit=lambda data: data[6].__setitem__(0, "NaN")),
+        "an empty list": rebuild(raw, payload=b"[]"),
+        "a dict": rebuild(raw, payload=b'{"orders_count": 1}'),
         "not JSON": rebuild(raw, payload=b"{orders_count: 1"),
     }
     for name, value in corrupt.items():
@@ -208,7 +222,7 @@ def test_no_single_bit_flip_is_served_wrong(
     client.get_metrics(org, *RANGE)
     raw = redis_client.get(key)
     assert isinstance(raw, bytes) and client.cache is not None
-    payload_at = raw.index(b"{")
+    payload_at = payload_start(raw)
     positions = [*range(payload_at), *range(payload_at, len(raw), max(1, len(raw) // 97))]
     for index in positions:
         for bit in range(8):
@@ -238,7 +252,7 @@ def test_values_of_older_contracts_and_generations_are_never_served(
     gen_all, gen_org = current_generations(client, redis_client, org)
 
     def planted(generations: tuple[bytes, bytes]) -> bytes:
-        return rebuild(raw, generations=generations, edit=lambda d: d.update(orders_count=10**6))
+        return rebuild(raw, generations=generations, edit=lambda d: set_orders_count(d, 10**6))
 
     old_namespace = f":v{CONTRACT_VERSION}:"
     assert key.count(old_namespace) == 1
