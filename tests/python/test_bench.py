@@ -7,6 +7,7 @@ not change, so every other test's expectations hold.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import math
@@ -18,12 +19,13 @@ from click.testing import CliRunner
 from psycopg.conninfo import conninfo_to_dict
 from rich.console import Console
 
+from dashquery import Client
 from dashquery.cli import cli
 from dashquery.dev.bench import BenchOptions, run_bench, run_capture_bench
 from dashquery.dev.bench_capture_report import write_docs_section
 from dashquery.dev.bench_report import print_summary, write_outputs
 from dashquery.dev.bench_stats import percentile, summarize
-from tests.python.helpers import Dashboard
+from tests.python.helpers import Dashboard, assert_matches_naive
 
 STAT_KEYS = {"n", "min", "mean", "p25", "p50", "p75", "p95", "p99", "max"}
 
@@ -202,21 +204,26 @@ def test_capture_scenario_measures_both_modes_and_the_refreshes(
     assert meta["scenario"] == "capture" and meta["bulk_rows"] == 400
     assert len(meta["load_average"]["start"]) == 3 and meta["host"]["cpus"] > 0
     writes = report["capture"]["write_overhead"]
-    assert "session_replication_role = replica" in writes["without_capture"]
+    assert "session_replication_role = replica" in writes["without_capture"]["replica"]
+    assert "DISABLE TRIGGER" in writes["without_capture"]["triggers_disabled"]
     assert set(writes["single_row"]) == {
         "orders_insert", "orders_update", "order_items_insert", "order_items_update"
     }  # fmt: skip
     for name, entry in writes["single_row"].items():
-        for mode in ("capture", "no_capture"):
+        for mode in ("capture", "triggers_disabled", "replica"):
             assert_stats(entry["ms"][mode], f"{name} {mode}")
             assert entry["ms"][mode]["n"] == 4
-        assert entry["ratio"]["p50"] == pytest.approx(
-            entry["ms"]["capture"]["p50"] / entry["ms"]["no_capture"]["p50"], rel=0.01
-        )
+        for base in ("triggers_disabled", "replica"):
+            assert entry["ratio"][f"vs_{base}"]["p50"] == pytest.approx(
+                entry["ms"]["capture"]["p50"] / entry["ms"][base]["p50"], rel=0.01
+            )
     for table in ("orders", "order_items"):
         bulk = writes["bulk"][table]
-        assert len(bulk["seconds"]["capture"]) == len(bulk["seconds"]["no_capture"]) == 2
-        assert all(n > 0 for n in bulk["change_rows_added"]), bulk
+        assert [len(bulk["seconds"][m]) for m in ("capture", "triggers_disabled", "replica")] == [
+            2, 2, 2
+        ]  # fmt: skip
+        # Only the captured loads add change rows (the disabled triggers were enabled again).
+        assert len(bulk["change_rows_added"]) == 2 and all(n > 0 for n in bulk["change_rows_added"])
     # The bulk loads left change rows; the next refresh consumes the ones it recomputed.
     after_bulk = writes["refresh_after_bulk"]
     assert after_bulk["change_rows_before"] > 0
@@ -234,6 +241,23 @@ def test_capture_scenario_measures_both_modes_and_the_refreshes(
     assert backfill["exact_before_refresh"]["exact"], backfill["exact_before_refresh"]
     assert backfill["exact_after_refresh"]["exact"], backfill["exact_after_refresh"]
     assert set(report["capture"]["strategies"]) >= {"mv_daily_orders", "mv_current_state"}
+    # Left as found: every capture trigger enabled, and every read exact (the rows written
+    # without capture were touched with it, so their groups were recorded).
+    settings = scratch_dashboard.settings
+    with scratch_dashboard.connect() as conn:
+        states = conn.execute(
+            "select distinct t.tgenabled::text from pg_trigger t join pg_class c"
+            " on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace"
+            " where n.nspname = %s and t.tgname like 'dq\\_capture\\_%%'",
+            (settings.source_schema,),
+        ).fetchall()
+        assert states == [("O",)]
+        today = dt.datetime.now(settings.zone).date()
+        with Client(settings=settings, cache=False) as client:
+            for org in scratch_dashboard.organization_ids:
+                for days in (800, 30):
+                    start = today - dt.timedelta(days=days)
+                    assert_matches_naive(conn, settings, client.get_metrics(org, start, today))
 
 
 @pytest.mark.slow
@@ -244,6 +268,8 @@ def test_capture_targets_and_the_generated_docs_section(
     assert set(targets) == {
         "capture_single_row_overhead",
         "capture_bulk_overhead",
+        "capture_single_row_overhead_vs_replica",
+        "capture_bulk_overhead_vs_replica",
         "refresh_15min_after_1000_changes",
         "refresh_single_row_ms",
         "backfill_reads_exact",
