@@ -1,4 +1,5 @@
-"""The dashboard_mv materialization: concurrent refresh, watermarks, run log, lock, swap."""
+"""The dashboard_mv materialization (incremental by default): refresh, watermarks, run log,
+lock, swap."""
 
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def test_first_build_recorded_a_watermark_per_view(scratch_dashboard: Dashboard)
     assert {status for status, _, _ in latest_runs(scratch_dashboard).values()} == {"success"}
 
 
-def test_tag_refresh_is_concurrent_and_advances_only_its_watermarks(
+def test_tag_refresh_blocks_no_reader_and_advances_only_its_watermarks(
     scratch_dashboard: Dashboard,
 ) -> None:
     before = watermarks(scratch_dashboard)
@@ -185,15 +186,15 @@ def test_failed_refresh_keeps_data_and_watermark_and_is_logged(
     """A refresh that fails half-way (here: it cannot get its lock within dbt's
     lock_timeout, since the capacity rule makes odd product data no longer fail it) keeps
     the previous data and watermark, and the run log and watermark row say it failed."""
+    # An incremental refresh takes ROW EXCLUSIVE on its table: a SHARE lock, held to
+    # commit, conflicts with it (and with REFRESH CONCURRENTLY's EXCLUSIVE on an mv).
     schema = sql.Identifier(scratch_dashboard.settings.schema)
     count = sql.SQL("select count(*), sum(kwh_deployed) from {}.mv_daily_energy").format(schema)
     with scratch_dashboard.connect() as conn, scratch_dashboard.connect() as holder:
         data_before = conn.execute(count).fetchone()
         mark_before = watermarks(scratch_dashboard)["mv_daily_energy"]
         holder.execute("begin")
-        # ANALYZE's SHARE UPDATE EXCLUSIVE lock, held to commit, conflicts with the refresh's
-        # EXCLUSIVE (LOCK TABLE refuses materialized views).
-        holder.execute(sql.SQL("analyze {}.mv_daily_energy").format(schema))
+        holder.execute(sql.SQL("lock table {}.mv_daily_energy in share mode").format(schema))
         monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=2000")
         try:
             with pytest.raises(DbtError):
