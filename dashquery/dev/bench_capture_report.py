@@ -102,7 +102,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"Change table after the bulk loads (each load deleted again afterwards): "
         f"{bulk_refresh['change_rows_before']:,} rows; after the next `tag:15min` refresh:"
-        f" {bulk_refresh['change_rows_after']:,} (views' own time"
+        f" {bulk_refresh['change_rows_after']:,}{_left(bulk_refresh)} (views' own time"
         f" {_ms(bulk_refresh['views_ms_sum'])} ms).",
         "",
         "| refresh | views' own time (sum of duration_ms) | per view ms | dbt wall s"
@@ -152,8 +152,15 @@ def _refresh_row(label: str, run: Mapping[str, Any]) -> str:
     per_view = ", ".join(f"{v.removeprefix('mv_')} {_ms(ms)}" for v, ms in run["views_ms"].items())
     return (
         f"| {label} | {_ms(run['views_ms_sum'])} ms | {per_view} | {run['wall_seconds']:.1f}"
-        f" | {run['change_rows_before']:,} → {run['change_rows_after']:,} |"
+        f" | {run['change_rows_before']:,} → {run['change_rows_after']:,}{_left(run)} |"
     )
+
+
+def _left(run: Mapping[str, Any]) -> str:
+    left = run.get("change_rows_left_by_view")
+    if not left:
+        return ""
+    return " (left: " + ", ".join(f"{view} {n:,}" for view, n in left.items()) + ")"
 
 
 def write_docs_section(report: Mapping[str, Any], path: Path) -> None:
