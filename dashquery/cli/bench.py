@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -48,6 +49,12 @@ from dashquery.errors import DashqueryError
     default=Path("docs/BENCHMARKS.md"),
     show_default=True,
     help="capture: rewrite this file's generated section for the volume (when it exists).",
+)
+@click.option(
+    "--render",
+    "render_json",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="capture: measure nothing; rewrite --docs' section from this bench-capture JSON.",
 )
 @click.option(
     "--label",
@@ -114,6 +121,7 @@ def bench(
     single_rows: int,
     bulk_rows: int,
     docs: Path,
+    render_json: Path | None,
     label: str | None,
     volume: str,
     orgs: int | None,
@@ -152,6 +160,13 @@ def bench(
     """
     started = time.perf_counter()
     console = Console()
+    if render_json is not None:
+        rendered = json.loads(render_json.read_text())
+        if rendered.get("meta", {}).get("scenario") != "capture":
+            raise click.ClickException(f"{render_json} is not a capture scenario report")
+        write_docs_section(rendered, docs)
+        console.print(f"wrote {docs} (section {rendered['meta']['volume']})", highlight=False)
+        return
     run = run_capture_bench if scenario == "capture" else run_bench
     extra = {"single_rows": single_rows, "bulk_rows": bulk_rows}
     try:

@@ -194,5 +194,9 @@ def _meta(
             "python": platform.python_version(),
             "postgres": conn.execute("show server_version").fetchone()[0],  # type: ignore[index]
             "redis": redis_info.get("redis_version"),
+            # JIT compiles a costly plan even where a branch never runs (the capture
+            # scenario's incremental refresh at 100x): the setting changes the figures.
+            "jit": conn.execute("show jit").fetchone()[0],  # type: ignore[index]
+            "jit_above_cost": conn.execute("show jit_above_cost").fetchone()[0],  # type: ignore[index]
         },
     }

@@ -30,6 +30,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from dashquery.catalog import CHANGES_TABLE, DAILY_BLOCKS
 from dashquery.client import Client
 from dashquery.config import Settings
 from dashquery.dev.bench_capture import changes_count
@@ -37,6 +38,7 @@ from dashquery.dev.bench_dbt import timed_refresh
 from dashquery.dev.naive import naive_metrics
 
 ALL_TAGS = "tag:15min tag:5min tag:hourly"
+ORDERS_MV = next(b.materialized_view for b in DAILY_BLOCKS if b.name == "orders")
 CHANGED_ROWS = 1000
 CHANGED_ORGS = 50
 CHANGED_DAYS = 200
@@ -68,7 +70,7 @@ def refresh(settings: Settings, selector: str) -> dict[str, Any]:
 
 def changed_groups(conn: psycopg.Connection[Any], settings: Settings) -> dict[str, int]:
     query = sql.SQL("select daily_view, count(*) from {} group by 1 order by 1").format(
-        sql.Identifier(settings.schema, "dashquery_changes")
+        sql.Identifier(settings.schema, CHANGES_TABLE)
     )
     return {view: int(n) for view, n in conn.execute(query)}
 
@@ -138,12 +140,12 @@ def single_row_refreshes(settings: Settings, rng: random.Random, repeats: int) -
                 ),
                 (row[0],),
             )
-        runs.append(refresh(settings, "mv_daily_orders"))
-    durations = [r["views_ms"].get("mv_daily_orders") for r in runs]
+        runs.append(refresh(settings, ORDERS_MV))
+    durations = [r["views_ms"].get(ORDERS_MV) for r in runs]
     measured = [d for d in durations if d is not None]
     return {
         "changed": "one order 300+ days old (total_cents)",
-        "selector": "mv_daily_orders",
+        "selector": ORDERS_MV,
         "duration_ms": durations,
         "median_ms": statistics.median(measured) if measured else None,
         "runs": runs,

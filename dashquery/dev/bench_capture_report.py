@@ -44,7 +44,13 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"**Capture scenario, {meta['volume']}** — {meta['started_at'][:16].replace('T', ' ')}"
         f" UTC, {meta['organizations']} organizations, {meta['orders']:,} orders, seed"
         f" {meta['seed']}, {meta['seconds']:.0f} s. Machine: {meta['host']['cpus']} CPUs"
-        f" (nproc), PostgreSQL {meta['host']['postgres']}; load average (1, 5, 15 min)"
+        f" (nproc), PostgreSQL {meta['host']['postgres']}"
+        + (
+            f" (jit {meta['host']['jit']}, jit_above_cost {meta['host']['jit_above_cost']})"
+            if "jit" in meta["host"]
+            else ""
+        )
+        + "; load average (1, 5, 15 min)"
         f" {', '.join(f'{v:.2f}' for v in load['start'])} at the start,"
         f" {', '.join(f'{v:.2f}' for v in load['end'])} at the end.",
         "Materialized relations: "
@@ -116,7 +122,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             after,
         ),
         *(
-            _refresh_row(f"`mv_daily_orders` after one changed old order (run {i + 1})", run)
+            _refresh_row(f"`{single['selector']}` after one changed old order (run {i + 1})", run)
             for i, run in enumerate(single["runs"])
         ),
         _refresh_row(

@@ -174,7 +174,7 @@ def capture_targets(report: Mapping[str, Any]) -> list[dict[str, Any]]:
         ),
         _target(
             "refresh_single_row_ms",
-            "mv_daily_orders duration_ms after one changed row (median)",
+            f"{refresh['single_row']['selector']} duration_ms after one changed row (median)",
             refresh["single_row"]["median_ms"], "<=", 5.0, "ms", volume,
             defined_at=CAPTURE_TARGET_VOLUME,
         ),

@@ -290,6 +290,14 @@ def test_capture_targets_and_the_generated_docs_section(
     # Rewritten in place, not appended twice; other text kept.
     write_docs_section(capture_report, docs)
     assert docs.read_text() == first
+    # The command re-renders a section from a saved JSON without measuring anything.
+    saved, rendered = tmp_path / "bench-capture-tiny.json", tmp_path / "RENDERED.md"
+    saved.write_text(json.dumps(capture_report))
+    rendered.write_text("# Benchmarks\n\nhand-written text\n")
+    args = ["bench", "--render", str(saved), "--docs", str(rendered)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert rendered.read_text() == first
     console = Console(file=io.StringIO(), width=120)
     print_summary(capture_report, console)
     assert "single-row transaction" in console.file.getvalue()  # type: ignore[attr-defined]
