@@ -125,7 +125,7 @@
         {{ adapter.commit() }}
         {%- set mode = action if action != 'refresh' else strategy -%}
         {% call statement('main', fetch_result=true) -%}
-            {{ dashboard_mv_begin_snapshot(target_relation) }}
+            {{ dashboard_mv_begin_snapshot(target_relation, mode == 'incremental') }}
             {{ var('dashquery_refresh_test_hook', '') }}
             {%- if mode == 'incremental' %}
             {{ dashboard_mv_incremental(target_relation, daily_relation, sql, unique_key) }}

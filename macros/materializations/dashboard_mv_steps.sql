@@ -123,16 +123,19 @@
   start. The snapshot is taken by that first query, after now(), so everything committed
   before the watermark is in it, and every later statement of the refresh (recompute,
   consume the change rows, watermark, run log) uses that same snapshot: a change committed
-  meanwhile is neither recomputed nor consumed. dashquery.capture_covers is read in it too
-  (dashboard_mv_capture_covers). The refresh statement's last SELECT reports
+  meanwhile is neither recomputed nor consumed. An incremental refresh reads
+  dashquery.capture_covers in it too (dashboard_mv_capture_covers). Kept short: a rebuild's
+  swap must stay within pg_stat_activity's first 1024 characters (track_activity_query_size),
+  where the lock-queue test looks for it. The refresh statement's last SELECT reports
   transaction_isolation, which the materialization puts in dbt's result message.
 #}
-{% macro dashboard_mv_begin_snapshot(relation) %}
+{% macro dashboard_mv_begin_snapshot(relation, incremental) -%}
     set transaction isolation level repeatable read;
-    select
-        set_config('dashquery.watermark', now()::text, true),
-        set_config('dashquery.capture_covers', ({{ dashboard_mv_capture_covers(relation) }})::text, true);
-{% endmacro %}
+    select set_config('dashquery.watermark', now()::text, true)
+    {%- if incremental -%}
+    , set_config('dashquery.capture_covers', ({{ dashboard_mv_capture_covers(relation) }})::text, true)
+    {%- endif -%};
+{%- endmacro %}
 
 
 {% macro dashboard_mv_refresh(relation) %}
