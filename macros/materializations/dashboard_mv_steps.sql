@@ -124,13 +124,20 @@
   before the watermark is in it, and every later statement of the refresh (recompute,
   consume the change rows, watermark, run log) uses that same snapshot: a change committed
   meanwhile is neither recomputed nor consumed. An incremental refresh reads
-  dashquery.capture_covers in it too (dashboard_mv_capture_covers). Kept short: a rebuild's
+  dashquery.capture_covers in it too (dashboard_mv_capture_covers), with jit off: its
+  statements are index probes per group, but the branch not taken (recompute all) is
+  planned over the whole history, and at 100x its cost passes jit_above_cost, so
+  PostgreSQL JIT-compiled it at executor start for ~250 ms per view although it never
+  runs (docs/BENCHMARKS.md, 100x vs 100x_jit_off). Kept short: a rebuild's
   swap must stay within pg_stat_activity's first 1024 characters (track_activity_query_size),
   where the lock-queue test looks for it. The refresh statement's last SELECT reports
   transaction_isolation, which the materialization puts in dbt's result message.
 #}
 {% macro dashboard_mv_begin_snapshot(relation, incremental) -%}
     set transaction isolation level repeatable read;
+    {% if incremental -%}
+    set local jit = off;
+    {% endif -%}
     select set_config('dashquery.watermark', now()::text, true)
     {%- if incremental -%}
     , set_config('dashquery.capture_covers', ({{ dashboard_mv_capture_covers(relation) }})::text, true)
