@@ -96,7 +96,18 @@ def drain_queue(
         return DrainReport(unknown=unknown)
     result: DbtResult | None = None
     try:
-        result = runner(["run", "--select", *(q.view_name for q in taken)], settings)
+        # A queued change is one the capture triggers may not have recorded (capture off,
+        # or a write that bypassed triggers): recompute these views whole, not incrementally.
+        result = runner(
+            [
+                "run",
+                "--select",
+                *(q.view_name for q in taken),
+                "--vars",
+                "{dashquery_recompute_all: true}",
+            ],
+            settings,
+        )
     finally:
         # Even when dbt could not start at all, nothing taken may be lost.
         done, requeued = _settle(settings, taken)

@@ -108,7 +108,7 @@ class Runner:
         watch = WATCHDOG.arm(conn, seconds)
         try:
             if self._conn_plans.get(conn, self._plans) < self._plans:
-                conn.execute("deallocate all")
+                _deallocate_all(conn)
             self._conn_plans[conn] = self._plans
             return read(conn)
         except psycopg.Error as exc:
@@ -141,12 +141,16 @@ class Runner:
 
     def _classify(self, conn: psycopg.Connection[Any], exc: psycopg.Error) -> None:
         """Raise what a psycopg error means; return for a retryable one."""
-        if isinstance(exc, psycopg.errors.FeatureNotSupported) and _STALE_PLAN in str(exc):
-            self._plans += 1  # every pooled connection drops its plans before its next read
-            with suppress(psycopg.Error):
-                conn.execute("deallocate all")
+        stale_plan = isinstance(exc, psycopg.errors.FeatureNotSupported) and _STALE_PLAN in str(exc)
+        # The server no longer has a statement psycopg believes prepared (its cache and the
+        # session disagree): the same repair, for this connection.
+        lost_plan = isinstance(exc, psycopg.errors.InvalidSqlStatementName)
+        if stale_plan or lost_plan:
+            if stale_plan:
+                self._plans += 1  # every pooled connection drops its plans before its next read
+            _deallocate_all(conn)
             self._conn_plans[conn] = self._plans
-            log.warning("a view was retyped: prepared statements dropped (%s)", _first_line(exc))
+            log.warning("prepared statements dropped and views rediscovered (%s)", _first_line(exc))
             raise Rediscover() from exc
         if isinstance(exc, psycopg.errors.ObjectNotInPrerequisiteState) and (
             "has not been populated" in str(exc)
@@ -179,3 +183,14 @@ class Runner:
 def _first_line(exc: BaseException | None) -> str:
     text = str(exc).strip() if exc is not None else ""
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _deallocate_all(conn: psycopg.Connection[Any]) -> None:
+    """Drop the session's prepared statements and psycopg's record of them together.
+
+    psycopg forgets its prepared names when it sees the DEALLOCATE ALL command tag; never
+    prepared itself (psycopg prepares any query run often enough), since DEALLOCATE ALL would
+    then drop its own statement and leave psycopg holding a name the server does not have.
+    """
+    with suppress(psycopg.Error):
+        conn.execute("deallocate all", prepare=False)

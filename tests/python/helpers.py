@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from dashquery.catalog import METRIC_KEYS
 from dashquery.config import Settings
 from dashquery.dev.generate import generate
 from dashquery.dev.naive import naive_metrics
 from dashquery.dev.stack import LocalStack
-from dashquery.ops.dbt_runner import run_dbt
+from dashquery.ops.dbt_runner import PROJECT_DIR, run_dbt
 from dashquery.result import DashboardMetrics
 
 
@@ -110,3 +113,40 @@ def build_dashboard(stack: LocalStack, redis_url: str, *, seed: int, orgs: int) 
         )
     run_dbt(["build"], settings)
     return Dashboard(settings, (*report.organization_ids, empty), empty)
+
+
+def edited_project(folder: Path, model: str, old: str, new: str) -> Path:
+    """A copy of the dbt project (its dbt files only, never .stack/, .venv/ or target/) in
+    ``folder``/project, with ``old`` replaced by ``new`` once in models/daily/<model>.sql."""
+    project = folder / "project"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("macros", "models", "seeds", "data-tests", "analyses"):
+        if (PROJECT_DIR / name).exists():
+            shutil.copytree(PROJECT_DIR / name, project / name, ignore=ignore)
+    for name in ("dbt_project.yml", "selectors.yml"):
+        shutil.copy(PROJECT_DIR / name, project / name)
+    path = project / "models" / "daily" / f"{model}.sql"
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}: update the test's edit"
+    path.write_text(text.replace(old, new, 1))
+    return project
+
+
+_LIBPQ_ENV = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE"}
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The environment variables (PG* and DASHQUERY_*, contract §1) that make a command read
+    these settings: what the CLI tests hand to CliRunner or a subprocess."""
+    env = {
+        _LIBPQ_ENV[key]: str(value)
+        for key, value in conninfo_to_dict(settings.conninfo).items()
+        if key in _LIBPQ_ENV
+    }
+    env.update(
+        DASHQUERY_SOURCE_SCHEMA=settings.source_schema,
+        DASHQUERY_SCHEMA=settings.schema,
+        DASHQUERY_TIMEZONE=settings.timezone,
+        DASHQUERY_REDIS_URL=settings.redis_url,
+    )
+    return env

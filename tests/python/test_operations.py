@@ -17,7 +17,6 @@ import redis
 from click.testing import CliRunner, Result
 from prometheus_client import REGISTRY
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 import dashquery
 from dashquery.catalog import MATERIALIZED_VIEWS, METRIC_KEYS
@@ -28,25 +27,20 @@ from dashquery.errors import InvalidQuery
 from dashquery.ops import events
 from dashquery.ops.status import collect_status
 from dashquery.ops.warm import common_ranges
-from tests.python.helpers import Dashboard, assert_matches_naive, business_today
-
-_LIBPQ_ENV = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE"}
+from tests.python.helpers import (
+    Dashboard,
+    assert_matches_naive,
+    business_today,
+    settings_environment,
+)
 
 
 def cli_env(settings: Settings) -> dict[str, str | None]:
     """The environment the CLI reads (Settings.from_env and libpq) for these settings."""
-    env: dict[str, str | None] = {
-        _LIBPQ_ENV[key]: str(value)
-        for key, value in conninfo_to_dict(settings.conninfo).items()
-        if key in _LIBPQ_ENV
-    }
+    env: dict[str, str | None] = {**settings_environment(settings)}
     env.update(
         PGPASSWORD=None,
         PGSERVICE=None,
-        DASHQUERY_SOURCE_SCHEMA=settings.source_schema,
-        DASHQUERY_SCHEMA=settings.schema,
-        DASHQUERY_TIMEZONE=settings.timezone,
-        DASHQUERY_REDIS_URL=settings.redis_url,
         COLUMNS="250",  # rich wraps tables to the terminal width; keep rows on one line
     )
     return env
@@ -137,7 +131,8 @@ def test_status_json_shape(run_cli: Any) -> None:
     code, report = status_json(run_cli)
     assert code == 0
     assert set(report) == {
-        "checked_at", "schema", "healthy", "overdue_factor", "settings", "problems", "views"
+        "checked_at", "schema", "healthy", "overdue_factor", "settings", "problems", "views",
+        "listener", "warnings",
     }  # fmt: skip
     assert report["problems"] == []
     assert dt.datetime.fromisoformat(report["checked_at"]).utcoffset() == dt.timedelta(0)
@@ -316,12 +311,17 @@ def test_refresh_queued_drains_the_queue_and_serves_the_new_history(
     ).fetchone()
     assert row is not None
     opportunity_id, org, day = row
-    conn.execute(
-        sql.SQL(
-            "update {}.opportunities set value_cents = value_cents + 123457 where id = %s"
-        ).format(src),
-        (opportunity_id,),
-    )
+    # The queue is what keeps a deployment without change capture fresh: rewrite history as
+    # such a deployment would see it, with the capture triggers not firing (with capture the
+    # read is exact at once: tests/python/test_read_changes.py).
+    with conn.transaction():
+        conn.execute("set local session_replication_role = replica")
+        conn.execute(
+            sql.SQL(
+                "update {}.opportunities set value_cents = value_cents + 123457 where id = %s"
+            ).format(src),
+            (opportunity_id,),
+        )
     assert events.notify(client, org, "opportunity.stage_changed", day) == (
         "mv_daily_pipeline",
         "mv_current_state",
@@ -350,38 +350,41 @@ def test_refresh_queued_drains_the_queue_and_serves_the_new_history(
 
 @pytest.mark.slow  # three dbt runs
 def test_a_failed_queued_refresh_is_put_back_and_reported(
-    run_cli: Any, client: dashquery.Client, ops: Dashboard, conn: psycopg.Connection[Any]
+    run_cli: Any,
+    client: dashquery.Client,
+    ops: Dashboard,
+    conn: psycopg.Connection[Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     today = business_today(ops.settings)
-    mv = table(ops, "mv_daily_warranty")
-    key = sql.SQL("{}.{}").format(
-        sql.Identifier(ops.settings.schema), sql.Identifier("mv_daily_warranty__key")
-    )
-    # Without its unique index REFRESH ... CONCURRENTLY fails: a real refresh failure.
-    conn.execute(sql.SQL("drop index {}").format(key))
-    try:
-        org = ops.organization_ids[0]
-        events.notify(client, org, "warranty_claim.changed", today - dt.timedelta(days=20))
-        result = run_cli("refresh", "--queued")
-        assert result.exit_code == 1
-        assert "dbt failed" in result.output
-        assert "put back in the queue: mv_daily_warranty" in result.stdout
-        assert set(queue(conn, ops)) == {"mv_daily_warranty"}  # current_state succeeded
-
-        result = run_cli("status")
-        assert result.exit_code == 2
-        assert "failed" in result.stdout
-        code, report = status_json(run_cli)
-        warranty = by_view(report)["mv_daily_warranty"]
-        assert code == 2 and warranty["state"] == "failed"
-        assert warranty["last_run"]["status"] == "failed"
-        assert "concurrently" in warranty["last_error"].lower()
-    finally:
-        conn.execute(
-            sql.SQL(
-                "create unique index if not exists {} on {} (organization_id, business_day)"
-            ).format(sql.Identifier("mv_daily_warranty__key"), mv)
+    # A real refresh failure: a SHARE lock held on the block (the refresh writes it under ROW
+    # EXCLUSIVE, which conflicts) while dbt runs with a short lock_timeout.
+    with ops.connect() as holder:
+        holder.execute("begin")
+        holder.execute(
+            sql.SQL("lock table {} in share mode").format(table(ops, "mv_daily_warranty"))
         )
+        monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=2000")
+        try:
+            org = ops.organization_ids[0]
+            events.notify(client, org, "warranty_claim.changed", today - dt.timedelta(days=20))
+            result = run_cli("refresh", "--queued")
+            assert result.exit_code == 1
+            assert "dbt failed" in result.output
+            assert "put back in the queue: mv_daily_warranty" in result.stdout
+            assert set(queue(conn, ops)) == {"mv_daily_warranty"}  # current_state succeeded
+
+            result = run_cli("status")
+            assert result.exit_code == 2
+            assert "failed" in result.stdout
+            code, report = status_json(run_cli)
+            warranty = by_view(report)["mv_daily_warranty"]
+            assert code == 2 and warranty["state"] == "failed"
+            assert warranty["last_run"]["status"] == "failed"
+            assert "lock" in warranty["last_error"].lower()
+        finally:
+            monkeypatch.delenv("PGOPTIONS")
+            holder.execute("rollback")
     result = run_cli("refresh", "--queued")
     assert result.exit_code == 0, result.output
     assert queue(conn, ops) == {}

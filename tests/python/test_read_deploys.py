@@ -12,7 +12,6 @@ import dataclasses
 import datetime as dt
 import logging
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +24,14 @@ from psycopg import sql
 
 from dashquery import Client, Misconfigured
 from dashquery.dev.stack import LocalStack
-from dashquery.ops.dbt_runner import PROJECT_DIR, run_dbt
-from tests.python.helpers import Dashboard, assert_matches_naive, build_dashboard, business_today
+from dashquery.ops.dbt_runner import run_dbt
+from tests.python.helpers import (
+    Dashboard,
+    assert_matches_naive,
+    build_dashboard,
+    business_today,
+    edited_project,
+)
 
 Conn = psycopg.Connection[Any]
 
@@ -42,40 +47,28 @@ def conn(dashboard: Dashboard) -> Iterator[Conn]:
         yield connection
 
 
-def edited_project(tmp_path: Path, model: str, old: str, new: str) -> Path:
-    """A copy of the dbt project with one replacement in models/daily/<model>.sql."""
-    copy = tmp_path / "project"
-    shutil.copytree(
-        PROJECT_DIR,
-        copy,
-        ignore=shutil.ignore_patterns(".git", ".venv", "target", "tests", "docs", "dashquery*"),
-    )
-    path = copy / "models" / "daily" / f"{model}.sql"
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1))
-    return copy
-
-
 def last_months(dashboard: Dashboard) -> tuple[dt.date, dt.date]:
     today = business_today(dashboard.settings)
     return today - dt.timedelta(days=200), today
 
 
 def back_date_revenue(conn: Conn, dashboard: Dashboard) -> None:
-    """A delivered order 100 days ago gains 12,345 cents, after the last refresh: the project
-    has no change capture, so mv_daily_orders still holds the old value (contract §5
-    without change capture) and only a live read of the block sees it."""
+    """A delivered order 100 days ago gains 12,345 cents, after the last refresh, with the
+    capture triggers not firing (session_replication_role = replica): mv_daily_orders still
+    holds the old value and nothing marks the day changed (contract §5 without change
+    capture), so only a live read of the whole block sees it."""
     orders = sql.SQL("{}.orders").format(sql.Identifier(dashboard.settings.source_schema))
-    changed = conn.execute(
-        sql.SQL(
-            "update {orders} set total_cents = total_cents + 12345 where id = ("
-            " select id from {orders} where organization_id = %s and status = 'delivered'"
-            " and deleted_at is null and created_at < now() - interval '100 days'"
-            " order by created_at desc limit 1) returning id"
-        ).format(orders=orders),
-        (dashboard.organization_ids[0],),
-    ).fetchone()
+    with conn.transaction():
+        conn.execute("set local session_replication_role = replica")
+        changed = conn.execute(
+            sql.SQL(
+                "update {orders} set total_cents = total_cents + 12345 where id = ("
+                " select id from {orders} where organization_id = %s and status = 'delivered'"
+                " and deleted_at is null and created_at < now() - interval '100 days'"
+                " order by created_at desc limit 1) returning id"
+            ).format(orders=orders),
+            (dashboard.organization_ids[0],),
+        ).fetchone()
     assert changed is not None
 
 
