@@ -40,6 +40,19 @@
 
 
 {#
+  dashquery_new_relation_grants: the GRANT statements for a relation this statement creates
+  (a first build or a rebuild's swap), to be sent in the same statement as the swap: a new
+  relation has no grants, so granting after the swap's commit would leave the read roles a
+  moment of "permission denied". apply_grants still runs afterwards (it finds them in place).
+#}
+{% macro dashquery_new_relation_grants(relation) -%}
+    {%- for statement in get_dcl_statement_list(relation, dashquery_grant_config(), get_grant_sql) %}
+    {{ statement }};
+    {%- endfor %}
+{%- endmacro %}
+
+
+{#
   postgres__get_show_grant_sql: overrides dbt-postgres'. Its query reads
   information_schema.role_table_grants, which lists no materialized views (relkind 'm'), so
   apply_grants would never see an mv's grants (re-granting on every run and never revoking),

@@ -47,16 +47,30 @@
 
 
 {#
-  dashboard_mv_capture_covers: true when every change committed since this view's last
-  watermark has its change rows: capture is on (dashquery_deployment.capture) and has been
-  since before that watermark (capture_since <= watermark), and the dbt var says so too.
-  Evaluated in the refresh's snapshot. Otherwise the incremental strategy cannot know what
-  changed and recomputes everything (never stale silently).
+  dashboard_mv_capture_covers: true when the refresh should be incremental: every change
+  committed since this view's last watermark has its change rows (capture is on,
+  dashquery_deployment.capture, and has been since before that watermark, capture_since <=
+  watermark, and the dbt var says so too), and they are few enough. Evaluated in the
+  refresh's snapshot. Otherwise the incremental strategy recomputes everything (never stale
+  silently). Var dashquery_recompute_all forces that: `dashquery refresh --queued` sets it,
+  because the changes notify() reports are the ones the triggers did not record (capture off,
+  or writes that bypass triggers).
+  "Few enough": at most max(dashquery_incremental_max_rows, dashquery_incremental_max_share
+  x the relation's rows) change rows. Each changed group costs an index-probing recompute
+  (~5 ms per group at 100x), a full recompute a scan of the history (~6 s per view at 100x):
+  after a bulk load of 100k rows (272k change rows) the incremental path took 33-55 s where
+  recomputing all takes seconds (docs/BENCHMARKS.md), so a large change set takes that path.
 #}
-{% macro dashboard_mv_capture_covers(relation) -%}
-    {%- if dashquery_capture_enabled() -%}
+{% macro dashboard_mv_capture_covers(relation, daily_relation) -%}
+    {%- if dashquery_capture_enabled() and not var('dashquery_recompute_all', false) -%}
+    {%- set max_rows = var('dashquery_incremental_max_rows', 2000) | int -%}
+    {%- set max_share = var('dashquery_incremental_max_share', 0.02) | float -%}
     coalesce((
         select d.capture and d.capture_since <= w.watermark
+            and (
+                select count(*) from {{ bookkeeping_relation('dashquery_changes') }} as c
+                where c.daily_view = {{ dashquery_literal(daily_relation.identifier) }}
+            ) <= greatest({{ max_rows }}, ({{ max_share }} * w.row_count)::bigint)
         from {{ bookkeeping_relation('dashquery_deployment') }} as d
         cross join {{ bookkeeping_relation('dashquery_watermarks') }} as w
         where w.view_name = {{ dashquery_literal(relation.identifier) }}

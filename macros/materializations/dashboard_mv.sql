@@ -125,7 +125,7 @@
         {{ adapter.commit() }}
         {%- set mode = action if action != 'refresh' else strategy -%}
         {% call statement('main', fetch_result=true) -%}
-            {{ dashboard_mv_begin_snapshot(target_relation, mode == 'incremental') }}
+            {{ dashboard_mv_begin_snapshot(target_relation, daily_relation, mode == 'incremental') }}
             {{ var('dashquery_refresh_test_hook', '') }}
             {%- if mode == 'incremental' %}
             {{ dashboard_mv_incremental(target_relation, daily_relation, sql, unique_key) }}
@@ -134,6 +134,7 @@
             {{ dashboard_mv_refresh(target_relation) }}
             {%- else %}
             {{ dashboard_mv_build_and_swap(target_relation, existing_relation, sql, unique_key) }}
+            {{ dashquery_new_relation_grants(target_relation) }}
             {%- endif %}
             {{ dashboard_mv_consume_changes(daily_relation) }}
             {{ dashboard_mv_finish(target_relation, run_id, action, definition_hash, upstream_views, row_delta=(mode == 'incremental')) }}

@@ -55,7 +55,9 @@
   dashboard_mv_upstream_views: the relations of our views (dashboard_view) that this model
   reads, directly or through other such views: its daily view and the staging views under
   it. A changed stg_orders changes what mv_daily_orders must hold although daily_orders'
-  own SQL is the same, so the hash and upstream_hash cover every such ancestor.
+  own SQL is the same, so the hash and upstream_hash cover every such ancestor. Models with
+  meta dashquery_upstream false (the index and capture installers, which a block only runs
+  after) are not data it reads: neither listed nor walked through.
   (Jinja has no while loop: a bounded walk over the graph, breadth first.)
 #}
 {% macro dashboard_mv_upstream_views() %}
@@ -67,7 +69,8 @@
         {%- for node_id in frontier if node_id in graph.nodes and node_id not in seen -%}
             {%- do seen.append(node_id) -%}
             {%- set node = graph.nodes[node_id] -%}
-            {%- if node.config.materialized == 'dashboard_view' -%}
+            {%- if node.config.materialized == 'dashboard_view'
+                and node.config.meta.get('dashquery_upstream', true) -%}
                 {%- do upstream.append(api.Relation.create(
                     database=node.database, schema=node.schema, identifier=node.alias, type='view')) -%}
                 {%- do next.extend(node.depends_on.nodes) -%}
@@ -133,14 +136,14 @@
   where the lock-queue test looks for it. The refresh statement's last SELECT reports
   transaction_isolation, which the materialization puts in dbt's result message.
 #}
-{% macro dashboard_mv_begin_snapshot(relation, incremental) -%}
+{% macro dashboard_mv_begin_snapshot(relation, daily_relation, incremental) -%}
     set transaction isolation level repeatable read;
     {% if incremental -%}
     set local jit = off;
     {% endif -%}
     select set_config('dashquery.watermark', now()::text, true)
     {%- if incremental -%}
-    , set_config('dashquery.capture_covers', ({{ dashboard_mv_capture_covers(relation) }})::text, true)
+    , set_config('dashquery.capture_covers', ({{ dashboard_mv_capture_covers(relation, daily_relation) }})::text, true)
     {%- endif -%};
 {%- endmacro %}
 

@@ -4,7 +4,7 @@
 -- capture_since and every change since is recorded (else the block is read live).
 -- depends_on: {{ ref('capture_triggers') }}
 
--- Rows stay in key order: a materialized view keeps the physical order of its query after
--- every refresh, so one organization's days sit together on few pages.
+-- A rebuild writes the rows in key order, so one organization's days sit together on few
+-- pages (the incremental refresh appends; --full-refresh restores the order).
 select * from {{ ref('daily_orders') }}
 order by organization_id, business_day

@@ -422,3 +422,39 @@ def test_when_capture_does_not_cover_the_interval_everything_is_recomputed(
         assert "REFRESH incremental (repeatable read)" in result.output
     finally:
         conn.execute(f"update {deployment} set capture_since = %s", (since,))
+
+
+def test_a_large_change_set_is_recomputed_whole_and_exact(
+    scratch_dashboard: Dashboard, conn: Conn
+) -> None:
+    """More change rows than dashquery_incremental_max_rows (here lowered to 5) take the
+    recompute-all path (a bulk load: per-group recomputes would cost more than one scan),
+    consume every change row and leave the relation equal to its daily view."""
+    mv = DAILY_BLOCKS[0].materialized_view
+    conn.execute(
+        q(
+            scratch_dashboard,
+            "update {a}.orders set total_cents = total_cents + 7 where id in"
+            " (select id from {a}.orders where deleted_at is null"
+            " and created_at < now() - interval '30 days' order by id limit 40)",
+        )
+    )
+    assert change_rows(conn, scratch_dashboard, DAILY_VIEW[mv]) > 5
+    assert mv in differences(conn, scratch_dashboard)
+    result = refresh(
+        scratch_dashboard, mv, dashquery_incremental_max_rows=5, dashquery_incremental_max_share=0
+    )
+    assert "REFRESH recompute all (repeatable read)" in result.output
+    assert mv not in differences(conn, scratch_dashboard)
+    assert change_rows(conn, scratch_dashboard, DAILY_VIEW[mv]) == 0
+    # A small change set stays incremental.
+    conn.execute(
+        q(
+            scratch_dashboard,
+            "update {a}.orders set total_cents = total_cents + 7 where id ="
+            " (select id from {a}.orders where deleted_at is null order by id limit 1)",
+        )
+    )
+    result = refresh(scratch_dashboard, mv)
+    assert "REFRESH incremental (repeatable read)" in result.output
+    assert mv not in differences(conn, scratch_dashboard)

@@ -117,3 +117,19 @@ def test_public_api() -> None:
         assert name in dashquery.__all__ and hasattr(dashquery, name)
     for error in (dashquery.InvalidQuery, dashquery.Misconfigured, dashquery.Unavailable):
         assert issubclass(error, dashquery.DashqueryError)
+
+
+def test_an_application_install_brings_no_dbt_cli_or_chart_libraries() -> None:
+    """`pip install dashquery` (no extras) installs only what get_metrics needs."""
+    import tomllib
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+    names = {
+        dep.split("[")[0].split(">")[0].split("<")[0].split("=")[0].strip().lower()
+        for dep in project["dependencies"]
+    }
+    assert names == {"psycopg", "psycopg-pool", "redis", "prometheus-client"}, names
+    extras = project["optional-dependencies"]
+    assert {"dbt-core", "dbt-postgres", "click", "rich"} <= {
+        dep.split(">")[0].split("<")[0].strip() for dep in extras["ops"]
+    }
