@@ -15,28 +15,16 @@ import click
 import psycopg
 import pytest
 from click.testing import CliRunner, Result
-from psycopg.conninfo import conninfo_to_dict
 
 from dashquery.cli import DEBUG_HINT, DashqueryGroup, cli
 from dashquery.config import Settings
-from tests.python.helpers import Dashboard
+from tests.python.helpers import Dashboard, settings_environment
 
-_LIBPQ_ENV = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE"}
 DASHQUERY = Path(sys.executable).with_name("dashquery")
 
 
 def env_of(settings: Settings, **overrides: str) -> dict[str, str]:
-    env = {
-        _LIBPQ_ENV[key]: str(value)
-        for key, value in conninfo_to_dict(settings.conninfo).items()
-        if key in _LIBPQ_ENV
-    }
-    env.update(
-        DASHQUERY_SOURCE_SCHEMA=settings.source_schema,
-        DASHQUERY_SCHEMA=settings.schema,
-        DASHQUERY_TIMEZONE=settings.timezone,
-        DASHQUERY_REDIS_URL=settings.redis_url,
-    )
+    env = settings_environment(settings)
     env.update(overrides)
     return env
 

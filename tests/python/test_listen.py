@@ -24,7 +24,6 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 from dashquery import Client
 from dashquery.catalog import CHANGES_CHANNEL, CHANGES_TABLE, LISTENER_APPLICATION_NAME
@@ -33,7 +32,7 @@ from dashquery.ops.status import collect_status
 from dashquery.result import DashboardMetrics
 from tests.python.cache_support import add_order_now
 from tests.python.faults_support import poll
-from tests.python.helpers import Dashboard, business_today
+from tests.python.helpers import Dashboard, business_today, settings_environment
 from tests.python.test_status_checks import status_cli
 
 DROPPED_WITHIN = 1.5  # the brief: "within about a second"
@@ -282,19 +281,8 @@ def test_a_real_application_change_drops_the_cached_value_within_a_second(
 
 
 def _cli_env(board: Dashboard) -> dict[str, str]:
-    parts = conninfo_to_dict(board.settings.conninfo)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DASHQUERY_"))}
-    for key, variable in (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"),
-                          ("dbname", "PGDATABASE")):  # fmt: skip
-        if key in parts:
-            env[variable] = str(parts[key])
-    env.update(
-        DASHQUERY_SOURCE_SCHEMA=board.settings.source_schema,
-        DASHQUERY_SCHEMA=board.settings.schema,
-        DASHQUERY_TIMEZONE=board.settings.timezone,
-        DASHQUERY_REDIS_URL=board.settings.redis_url,
-    )
-    return env
+    return {**env, **settings_environment(board.settings)}
 
 
 def test_the_command_listens_logs_once_per_connect_and_stops_on_sigterm(

@@ -17,30 +17,19 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 from dashquery.cli import cli
 from dashquery.config import Settings
 from dashquery.ops.dbt_runner import run_dbt
 from dashquery.ops.status import collect_status
-from tests.python.helpers import Dashboard
-
-_LIBPQ_ENV = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE"}
+from tests.python.helpers import Dashboard, settings_environment
 
 
 def status_cli(settings: Settings, *args: str, columns: int = 250) -> Result:
-    env: dict[str, str | None] = {
-        _LIBPQ_ENV[key]: str(value)
-        for key, value in conninfo_to_dict(settings.conninfo).items()
-        if key in _LIBPQ_ENV
-    }
+    env: dict[str, str | None] = {**settings_environment(settings)}
     env.update(
         PGPASSWORD=None,
         PGSERVICE=None,
-        DASHQUERY_SOURCE_SCHEMA=settings.source_schema,
-        DASHQUERY_SCHEMA=settings.schema,
-        DASHQUERY_TIMEZONE=settings.timezone,
-        DASHQUERY_REDIS_URL=settings.redis_url,
         COLUMNS=str(columns),
     )
     return CliRunner().invoke(cli, ["status", *args], env=env)
