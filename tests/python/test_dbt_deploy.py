@@ -276,10 +276,9 @@ def readers_never_queue_while(
         ):
             deadline = time.monotonic() + 300  # a loaded machine; normally ~20 s
             while time.monotonic() < deadline and run.is_alive():
-                started = time.perf_counter()
-                probe.execute(probe_sql)
-                slowest = max(slowest, time.perf_counter() - started)
-                probes += 1
+                # Look first, then probe: a probe queued behind the DDL's lock attempt returns
+                # only when that attempt has timed out, so a look right after it would always
+                # find the DDL between attempts (sleeping), never waiting for the lock.
                 waiting = watcher.execute(
                     "select count(*) from pg_stat_activity where datname = current_database()"
                     " and wait_event_type = 'Lock' and application_name <> 'dq_long_reader'"
@@ -288,6 +287,10 @@ def readers_never_queue_while(
                     " and (query ilike '%%dq_retry%%' or query ilike '%%\\_\\_dq\\_new%%')"
                 ).fetchone()
                 waited_for_lock = waited_for_lock or bool(waiting and waiting[0])
+                started = time.perf_counter()
+                probe.execute(probe_sql)
+                slowest = max(slowest, time.perf_counter() - started)
+                probes += 1
                 activity.update(
                     watcher.execute(
                         "select wait_event_type, wait_event, state, query ilike '%%dq_retry%%',"
