@@ -8,6 +8,7 @@ backoff. Settings that cannot answer are not retried at all.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import weakref
@@ -35,6 +36,10 @@ _RETRYABLE = (psycopg.OperationalError, psycopg.errors.TransactionRollback, Pool
 # How long past statement_timeout the client waits before cancelling: the server's own
 # timeout gets the first chance (it leaves the connection usable).
 DEADLINE_SLACK = 0.5
+
+
+# Numbers each DEALLOCATE ALL's text (see _deallocate_all).
+_REPAIRS = itertools.count(1)
 
 
 class Rediscover(Exception):
@@ -188,9 +193,11 @@ def _first_line(exc: BaseException | None) -> str:
 def _deallocate_all(conn: psycopg.Connection[Any]) -> None:
     """Drop the session's prepared statements and psycopg's record of them together.
 
-    psycopg forgets its prepared names when it sees the DEALLOCATE ALL command tag; never
-    prepared itself (psycopg prepares any query run often enough), since DEALLOCATE ALL would
-    then drop its own statement and leave psycopg holding a name the server does not have.
+    psycopg forgets its prepared names when it sees the DEALLOCATE ALL command tag, but only
+    for a query text it has not seen on that connection before (psycopg 3.3 checks the
+    result of a query's first execution only), so every repair sends a text of its own. Never
+    prepared itself: DEALLOCATE ALL would drop its own statement and leave psycopg holding a
+    name the server does not have.
     """
     with suppress(psycopg.Error):
-        conn.execute("deallocate all", prepare=False)
+        conn.execute(f"deallocate all /* dashquery repair {next(_REPAIRS)} */", prepare=False)

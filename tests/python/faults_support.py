@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import psycopg
 from psycopg import sql
 
 from dashquery.cache.values import MetricsCache
@@ -215,3 +216,15 @@ def _close(sock: socket.socket) -> None:
     with suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
     sock.close()
+
+
+def relation_kind(conn: psycopg.Connection[Any], dashboard: Dashboard, name: str) -> sql.SQL:
+    """The DDL keyword for a materialized block as it exists now: ``table`` (the incremental
+    strategy) or ``materialized view`` (the concurrent one)."""
+    row = conn.execute(
+        "select c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = %s and c.relname = %s",
+        (dashboard.settings.schema, name),
+    ).fetchone()
+    assert row is not None, f"{name} does not exist"
+    return sql.SQL("materialized view" if row[0] == "m" else "table")

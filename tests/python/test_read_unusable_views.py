@@ -22,7 +22,7 @@ from psycopg import sql
 from dashquery import Client
 from dashquery.catalog import MATERIALIZED_VIEWS
 from dashquery.dev.stack import LocalStack
-from tests.python.faults_support import relation
+from tests.python.faults_support import relation, relation_kind
 from tests.python.helpers import Dashboard, assert_matches_naive, build_dashboard, business_today
 
 Conn = psycopg.Connection[Any]
@@ -36,15 +36,43 @@ def dashboard(stack: LocalStack, redis_url: str) -> Dashboard:
 
 def missing(conn: Conn, dashboard: Dashboard, view: str) -> Callable[[], None]:
     away = f"{view}_away"
-    rename = sql.SQL("alter materialized view {} rename to {}")
-    conn.execute(rename.format(relation(dashboard, view), sql.Identifier(away)))
-    return lambda: conn.execute(rename.format(relation(dashboard, away), sql.Identifier(view)))
+    rename = sql.SQL("alter {} {} rename to {}")
+    kind = relation_kind(conn, dashboard, view)
+    conn.execute(rename.format(kind, relation(dashboard, view), sql.Identifier(away)))
+    return lambda: conn.execute(
+        rename.format(kind, relation(dashboard, away), sql.Identifier(view))
+    )
 
 
 def unpopulated(conn: Conn, dashboard: Dashboard, view: str) -> Callable[[], None]:
-    refresh = sql.SQL("refresh materialized view {} {}")
-    conn.execute(refresh.format(relation(dashboard, view), sql.SQL("with no data")))
-    return lambda: conn.execute(refresh.format(relation(dashboard, view), sql.SQL("")))
+    """A materialized view created WITH NO DATA where the block is (the concurrent strategy's
+    relation before its first refresh); an incremental block's table is moved aside."""
+    kind = relation_kind(conn, dashboard, view)
+    if kind.as_string() == "materialized view":
+        refresh = sql.SQL("refresh materialized view {} {}")
+        conn.execute(refresh.format(relation(dashboard, view), sql.SQL("with no data")))
+        return lambda: conn.execute(refresh.format(relation(dashboard, view), sql.SQL("")))
+    away = f"{view}_away"
+    conn.execute(
+        sql.SQL("alter table {} rename to {}").format(
+            relation(dashboard, view), sql.Identifier(away)
+        )
+    )
+    conn.execute(
+        sql.SQL("create materialized view {} as select * from {} with no data").format(
+            relation(dashboard, view), relation(dashboard, away)
+        )
+    )
+
+    def restore() -> None:
+        conn.execute(sql.SQL("drop materialized view {}").format(relation(dashboard, view)))
+        conn.execute(
+            sql.SQL("alter table {} rename to {}").format(
+                relation(dashboard, away), sql.Identifier(view)
+            )
+        )
+
+    return restore
 
 
 def failed(conn: Conn, dashboard: Dashboard, view: str) -> Callable[[], None]:

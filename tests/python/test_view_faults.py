@@ -16,7 +16,7 @@ from psycopg import sql
 
 from dashquery import Client
 from dashquery.ops.dbt_runner import run_dbt
-from tests.python.faults_support import recent_ranges, relation
+from tests.python.faults_support import recent_ranges, relation, relation_kind
 from tests.python.helpers import Dashboard, assert_matches_naive
 
 Conn = psycopg.Connection[Any]
@@ -26,7 +26,8 @@ Conn = psycopg.Connection[Any]
 
 
 def drop_view(conn: Conn, dashboard: Dashboard, view: str) -> Callable[[], None]:
-    conn.execute(sql.SQL("drop materialized view {}").format(relation(dashboard, view)))
+    kind = relation_kind(conn, dashboard, view)
+    conn.execute(sql.SQL("drop {} {}").format(kind, relation(dashboard, view)))
 
     def restore() -> None:
         run_dbt(["run", "--select", view], dashboard.settings)
