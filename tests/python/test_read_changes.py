@@ -148,7 +148,7 @@ ORDER_GROUPS = """
     select 'daily_orders', day(created_at) from {s}.orders where id = %(id)s
     union select 'daily_order_customers', day(created_at) from {s}.orders where id = %(id)s
     union select 'daily_energy', day(completed_at) from {s}.jobs
-        where order_id = %(id)s and status = 'completed'"""
+        where order_id = %(id)s and status = 'completed' and deleted_at is null"""
 OPPORTUNITY_GROUPS = f"""
     select 'daily_pipeline', day(created_at) from {{s}}.opportunities where id = %(id)s
     union select 'daily_pipeline', day(closed_at) from {{s}}.opportunities where id = %(id)s
@@ -156,7 +156,7 @@ OPPORTUNITY_GROUPS = f"""
 PRODUCT_GROUPS = """
     select distinct 'daily_energy', day(j.completed_at) from {s}.jobs j
         join {s}.order_items i on i.order_id = j.order_id
-        where i.product_id = %(id)s and j.status = 'completed'"""
+        where i.product_id = %(id)s and j.status = 'completed' and j.deleted_at is null"""
 OLD = "between %(old_from)s and %(old_to)s"
 
 
