@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from dashquery.config import Settings
-from dashquery.dev.generate import VOLUMES, generate
+from dashquery.dev.generate import VOLUMES, generate, large_tenant_scales
 from dashquery.errors import DashqueryError
 
 
@@ -23,11 +23,22 @@ from dashquery.errors import DashqueryError
     "--days", type=click.IntRange(min=1), default=730, show_default=True, help="Days of history."
 )
 @click.option(
+    "--years",
+    type=click.IntRange(min=1, max=10),
+    help="Years of history instead of --days (365 days each: --years 10 is 3,650 days).",
+)
+@click.option(
     "--scale",
     type=click.FloatRange(min=0, min_open=True),
     default=1.0,
     show_default=True,
     help="Multiply the per-organization volume (0.1 for a quick demo).",
+)
+@click.option(
+    "--large-tenant",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Make the first organization this many times the Year 3 volume (100 = ~2.16M orders"
+    " over 730 days); the others stay at --scale. Generated in parts, memory stays bounded.",
 )
 @click.option(
     "--replace", is_flag=True, help="Drop the source schema (CASCADE) first, if it exists."
@@ -40,7 +51,9 @@ def seed(
     orgs: int | None,
     seed: int,
     days: int,
+    years: int | None,
     scale: float,
+    large_tenant: float | None,
     replace: bool,
     source_schema: str | None,
     timezone: str | None,
@@ -54,6 +67,8 @@ def seed(
     """
     try:
         settings = Settings.from_env(source_schema=source_schema, timezone=timezone)
+        n_orgs = VOLUMES[volume] if orgs is None else orgs
+        scales = None if large_tenant is None else large_tenant_scales(n_orgs, large_tenant, scale)
         generate(
             "",
             source_schema=settings.source_schema,
@@ -61,8 +76,9 @@ def seed(
             volume=volume,
             orgs=orgs,
             seed=seed,
-            days=days,
+            days=365 * years if years else days,
             scale=scale,
+            scales=scales,
             replace=replace,
             progress=not quiet,
         )

@@ -7,9 +7,10 @@
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,14 @@ from dashquery.errors import Misconfigured
 VOLUMES: Mapping[str, int] = {"year3": 1, "10x": 10, "100x": 100}
 
 _PROGRESS_EVERY = 10_000  # rows between progress-bar updates
+#: A tenant above this scale is generated in parts of at most this scale: one part's rows
+#: are held in memory (~250 MB at 2x Year 3), a 100x tenant whole would need ~12 GB.
+PART_SCALE = 2.0
+
+
+def large_tenant_scales(orgs: int, large: float, small: float) -> tuple[float, ...]:
+    """Per-organization scales: the first at ``large``, the ``orgs - 1`` others at ``small``."""
+    return (large,) + (small,) * (orgs - 1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +54,8 @@ class GenerateReport:
     organization_ids: tuple[uuid.UUID, ...]
     seconds: float
     rows_per_second: float
+    days: int = 730
+    scales: tuple[float, ...] = ()  # per organization, in organization_ids order
 
     @property
     def total_rows(self) -> int:
@@ -53,7 +64,7 @@ class GenerateReport:
     def summary(self) -> str:
         return (
             f"seeded {self.total_rows:,} rows for {len(self.organization_ids)} organization(s)"
-            f" into schema {self.source_schema} in {self.seconds:.1f} s"
+            f" over {self.days:,} days into schema {self.source_schema} in {self.seconds:.1f} s"
             f" ({self.rows_per_second:,.0f} rows/s)"
         )
 
@@ -74,6 +85,7 @@ def generate(
     days: int = 730,
     end: datetime | None = None,
     scale: float = 1.0,
+    scales: Sequence[float] | None = None,
     replace: bool = False,
     progress: bool = True,
 ) -> GenerateReport:
@@ -82,7 +94,10 @@ def generate(
     ``conninfo`` is a libpq connection string ("" reads the ``PG*`` variables). ``volume``
     names the organization count (``year3`` 1, ``10x`` 10, ``100x`` 100); ``orgs`` overrides
     it. Each organization gets about ``days`` days of history ending at ``end`` (default: now),
-    with business dates in ``timezone``, at ``scale`` times the Year 3 volume. The same
+    with business dates in ``timezone``, at ``scale`` times the Year 3 volume; ``scales``
+    gives each organization its own (its length is the organization count: e.g.
+    ``large_tenant_scales(100, 100.0, 0.1)``). A tenant above ``PART_SCALE`` is generated
+    and loaded in parts under one organization id (``generate_rows.organization``). The same
     ``seed`` and ``end`` give identical rows. Without ``replace`` an existing set of tables is
     an error; with it the schema is dropped (CASCADE: dependent views go too) and rebuilt.
     ``progress`` shows a progress bar and a summary line on stderr.
@@ -91,8 +106,14 @@ def generate(
     if volume not in VOLUMES:
         raise Misconfigured(f"volume={volume!r} is not one of {', '.join(VOLUMES)}")
     n_orgs = VOLUMES[volume] if orgs is None else orgs
-    if n_orgs < 1 or days < 1 or not scale > 0:
-        raise Misconfigured(f"orgs={n_orgs}, days={days}, scale={scale}: all must be positive")
+    if scales is not None:
+        n_orgs = len(scales)
+    per_org = tuple(scales) if scales is not None else (scale,) * max(n_orgs, 0)
+    if n_orgs < 1 or days < 1 or not all(s > 0 for s in (scale, *per_org)):
+        raise Misconfigured(
+            f"orgs={n_orgs}, days={days}, scale(s)={scale if scales is None else list(scales)}:"
+            " all must be positive"
+        )
     end = datetime.now(UTC) if end is None else end
     if end.tzinfo is None:
         raise Misconfigured("end must be an aware datetime (e.g. with tzinfo=UTC)")
@@ -101,7 +122,7 @@ def generate(
     started = time.monotonic()
     counts = dict.fromkeys(generate_rows.COLUMNS, 0)
     org_ids: list[uuid.UUID] = []
-    estimate = generate_rows.expected_rows(days, scale)
+    estimate = sum(generate_rows.expected_rows(days, s) for s in per_org)
     console = Console(stderr=True)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         _create_tables(conn, settings.source_schema, replace=replace)
@@ -109,18 +130,26 @@ def generate(
         # generator derives every foreign key from rows it has just made (a test checks
         # them all), and the primary keys and CHECK constraints are still enforced.
         skip_fk_checks = conn.info.parameter_status("is_superuser") == "on"
-        with _meter(progress, console, estimate * n_orgs) as advance:
-            for index in range(n_orgs):
-                org_id, rows = generate_rows.organization(
-                    index, seed=seed, zone=settings.zone, end=end_ts, days=days, scale=scale
-                )
+        with _meter(progress, console, estimate) as advance:
+            for index, org_scale in enumerate(per_org):
+                parts = max(1, math.ceil(org_scale / PART_SCALE))
+                org_id: uuid.UUID | None = None
+                for part in range(parts):
+                    org_id, rows = generate_rows.organization(
+                        index, seed=seed, zone=settings.zone, end=end_ts, days=days,
+                        scale=org_scale / parts, part=part, parts=parts, org_id=org_id,
+                    )  # fmt: skip
+                    # One transaction per part (an organization, or a part of a large one).
+                    with conn.transaction(), conn.cursor() as cur:
+                        if skip_fk_checks:
+                            cur.execute("set local session_replication_role = replica")
+                        for table, columns in generate_rows.COLUMNS.items():
+                            rows_of = rows[table]
+                            _copy(cur, settings.source_schema, table, columns, rows_of, advance)
+                            counts[table] += len(rows_of)
+                    del rows  # before the next part is made: one part in memory at a time
+                assert org_id is not None
                 org_ids.append(org_id)
-                with conn.transaction(), conn.cursor() as cur:  # one transaction per organization
-                    if skip_fk_checks:
-                        cur.execute("set local session_replication_role = replica")
-                    for table, columns in generate_rows.COLUMNS.items():
-                        _copy(cur, settings.source_schema, table, columns, rows[table], advance)
-                        counts[table] += len(rows[table])
         for table in generate_rows.COLUMNS:
             conn.execute(sql.SQL("analyze {}").format(sql.Identifier(source_schema, table)))
 
@@ -131,6 +160,8 @@ def generate(
         organization_ids=tuple(org_ids),
         seconds=seconds,
         rows_per_second=sum(counts.values()) / seconds if seconds > 0 else 0.0,
+        days=days,
+        scales=per_org,
     )
     if progress:
         console.print(report.summary(), highlight=False)

@@ -25,10 +25,17 @@ class Organization:
     """The state the table families share, built table by table in FK order."""
 
     def __init__(
-        self, rng: random.Random, clock: Clock, scale: float, *, tables: Iterable[str]
+        self,
+        rng: random.Random,
+        clock: Clock,
+        scale: float,
+        *,
+        tables: Iterable[str],
+        org_id: str | None = None,
     ) -> None:
         self.rng, self.clock, self.scale, self.end = rng, clock, scale, clock.end
-        self.id = self.new_id()
+        # A later part of a large tenant (generate_rows.organization) reuses the first's id.
+        self.id = org_id or self.new_id()
         self.rows: Rows = {table: [] for table in tables}
         self.customer_ts: list[int] = []
         self.customer_ids: list[str] = []

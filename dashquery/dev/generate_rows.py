@@ -69,20 +69,44 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 
 
 def expected_rows(days: int, scale: float) -> int:
-    """About how many rows ``organization`` returns, for a progress bar's total."""
+    """About how many rows ``organization`` returns (all parts), for a progress bar's total."""
     per_day = ORDERS_PER_DAY * 4 + OPPORTUNITIES_PER_DAY + JOBS_PER_DAY * 3 + CLAIMS_PER_DAY
     activities = ACTIVITIES_PER_730_DAYS * days / 730
     return round((per_day * days + activities + CUSTOMERS) * scale) + PRODUCTS + 100
 
 
 def organization(
-    index: int, *, seed: int, zone: ZoneInfo, end: int, days: int, scale: float
+    index: int,
+    *,
+    seed: int,
+    zone: ZoneInfo,
+    end: int,
+    days: int,
+    scale: float,
+    part: int = 0,
+    parts: int = 1,
+    org_id: uuid.UUID | None = None,
 ) -> tuple[uuid.UUID, Rows]:
-    """The id and the rows (per table, in ``COLUMNS`` order) of organization ``index``."""
-    rng = random.Random(f"dashquery:{seed}:{index}")  # str seeds hash with sha512: stable
-    org = Organization(rng, Clock(rng, zone, end, days), scale, tables=COLUMNS)
-    born = org.clock.midnight(-PAST + 1) + randint(rng, 0, DAY)
-    org.rows["organizations"].append((org.id, f"Org {index + 1:03d}", ts(born), ts(born + DAY)))
+    """The id and the rows (per table, in ``COLUMNS`` order) of organization ``index``.
+
+    A large tenant is made in ``parts`` (each at ``scale``, so one part's rows fit in
+    memory): part 0 makes the organization and its targets (for the whole tenant), every
+    later part adds its own customers, products, orders, ... under ``org_id`` (part 0's), from
+    an rng of its own. Part 0 of 1 is exactly the rows an organization always had.
+    """
+    # str seeds hash with sha512: stable across runs and Python versions.
+    rng = random.Random(f"dashquery:{seed}:{index}" + (f":{part}" if part else ""))
+    org = Organization(
+        rng,
+        Clock(rng, zone, end, days),
+        scale,
+        tables=COLUMNS,
+        org_id=None if org_id is None else f"{org_id.int:032x}",
+    )
+    if part == 0:
+        born = org.clock.midnight(-PAST + 1) + randint(rng, 0, DAY)
+        name = f"Org {index + 1:03d}"
+        org.rows["organizations"].append((org.id, name, ts(born), ts(born + DAY)))
     generate_sales.customers(org)
     generate_sales.products(org)
     generate_sales.orders(org)
@@ -90,5 +114,6 @@ def organization(
     generate_service.jobs(org)
     generate_service.warranty_claims(org)
     generate_tracking.activities(org)
-    generate_tracking.targets(org)
+    if part == 0:
+        generate_tracking.targets(org, scale * parts)
     return uuid.UUID(org.id), org.rows

@@ -45,8 +45,10 @@ def activities(org: Organization) -> None:
         )  # fmt: skip
 
 
-def targets(org: Organization) -> None:
-    """Monthly targets for a few metrics over every month of the history."""
+def targets(org: Organization, scale: float | None = None) -> None:
+    """Monthly targets for a few metrics over every month of the history, at ``scale``
+    (default the organization's: a tenant generated in parts passes its whole scale)."""
+    scale = org.scale if scale is None else scale
     per_month = {
         "revenue_cents": ORDERS_PER_DAY * 30 * 1_000_000,
         "orders_count": ORDERS_PER_DAY * 30,
@@ -57,7 +59,7 @@ def targets(org: Organization) -> None:
     while month <= last:
         following = (month + timedelta(days=32)).replace(day=1)
         for metric in TARGET_METRICS:
-            value = round(per_month[metric] * org.scale * org.rng.uniform(0.9, 1.2))
+            value = round(per_month[metric] * scale * org.rng.uniform(0.9, 1.2))
             org.rows["targets"].append(
                 (org.new_id(), org.id, metric, month, following - timedelta(days=1),
                  str(value))

@@ -342,6 +342,10 @@ def test_bad_arguments_are_config_errors(fresh_db: str) -> None:
         generate(fresh_db, source_schema="a\0b", timezone="UTC", progress=False)
     with pytest.raises(ValueError, match="must be positive"):
         generate(fresh_db, source_schema="x", timezone="UTC", days=0, progress=False)
+    with pytest.raises(ValueError, match="must be positive"):
+        generate(fresh_db, source_schema="x", timezone="UTC", scales=(1.0, 0.0), progress=False)
+    with pytest.raises(ValueError, match="must be positive"):
+        generate(fresh_db, source_schema="x", timezone="UTC", scales=(), progress=False)
 
 
 @pytest.mark.slow
@@ -363,3 +367,98 @@ def test_year3_volume_for_one_organization(fresh_db: str) -> None:
         )
     print(report.summary())
     assert isinstance(report.organization_ids[0], uuid.UUID)
+
+
+def _business_days(conn: psycopg.Connection[Any], schema: str, org: uuid.UUID) -> tuple[Any, ...]:
+    day = "(created_at at time zone %s)::date"
+    row = conn.execute(
+        sql.SQL(
+            f"select min({day}), max({day}), count(distinct {day}) from {{}}"
+            " where organization_id = %s"
+        ).format(sql.Identifier(schema, "orders")),
+        (TIMEZONE, TIMEZONE, TIMEZONE, org),
+    ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def test_history_length_spans_the_requested_days(fresh_db: str) -> None:
+    """Ten years of history: the rows' business dates cover 3,650 days ending at END."""
+    report = generate(fresh_db, source_schema="ten", timezone=TIMEZONE, orgs=1, days=3650,
+                      end=END, scale=0.05, seed=2, progress=False)  # fmt: skip
+    assert report.days == 3650 and report.scales == (0.05,)
+    today = END.astimezone(dt.timezone(dt.timedelta(hours=10))).date()
+    first = today - dt.timedelta(days=3649)
+    with psycopg.connect(fresh_db) as conn:
+        earliest, latest, distinct = _business_days(conn, "ten", report.organization_ids[0])
+        # ~1.5 orders a day: a day without any is common, a week without any is not.
+        assert first <= earliest <= first + dt.timedelta(days=7)
+        assert today - dt.timedelta(days=7) <= latest <= today
+        assert distinct > 0.6 * 3650
+        months = conn.execute(
+            "select count(distinct date_trunc('month', period_start)) from ten.targets"
+        ).fetchone()
+    assert months is not None and 120 <= months[0] <= 122
+    assert 4_000 < report.rows["orders"] < 7_000  # 30 x 0.05 a day for ten years
+
+
+def test_large_tenant_is_one_organization_made_in_parts(
+    fresh_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One tenant at 100x a small one, generated in parts under a single organization id."""
+    from dashquery.dev import generate as generate_module
+
+    monkeypatch.setattr(generate_module, "PART_SCALE", 0.3)  # 1.0 -> 4 parts of 0.25
+    scales = generate_module.large_tenant_scales(3, 1.0, 0.01)
+    assert scales == (1.0, 0.01, 0.01)
+    report = generate(fresh_db, source_schema="big", timezone=TIMEZONE, scales=scales, days=60,
+                      end=END, seed=4, progress=False)  # fmt: skip
+    assert len(report.organization_ids) == 3 and report.scales == scales
+    large, *small = report.organization_ids
+    with psycopg.connect(fresh_db) as conn:
+        conn.execute("set search_path to big")
+        orders = dict(conn.execute("select organization_id, count(*) from orders group by 1"))
+        products = dict(conn.execute("select organization_id, count(*) from products group by 1"))
+        assert conn.execute("select count(*) from organizations").fetchone() == (3,)
+        for table in TABLES:  # no row of a part outside the three organizations
+            assert conn.execute(
+                f"select count(*) from {table} where"
+                f" {'id' if table == 'organizations' else 'organization_id'} <> all(%s)",
+                (list(report.organization_ids),),
+            ).fetchone() == (0,), table  # fmt: skip
+        targets = conn.execute(
+            "select count(*), count(distinct (metric, period_start)) from targets"
+            " where organization_id = %s",
+            (large,),
+        ).fetchone()
+        for child, column, parent, _ in REFERENCES:
+            parent_org = "p.id" if parent == "organizations" else "p.organization_id"
+            assert conn.execute(
+                f"select count(*) from {child} c join {parent} p on p.id = c.{column}"
+                f" where {parent_org} <> c.organization_id"
+            ).fetchone() == (0,), (child, column)  # fmt: skip
+        earliest, latest, _ = _business_days(conn, "big", large)
+    # Four parts of 40 products each; the small ones are one part.
+    assert products[large] == 160 and all(products[org] == 40 for org in small)
+    for org in small:
+        assert 60 < orders[large] / orders[org] < 160, orders  # ~100x, a small one has ~18
+    assert 0.75 * 30 * 60 < orders[large] < 1.25 * 30 * 60
+    assert targets is not None and targets[0] == targets[1]  # one set for the whole tenant
+    assert latest - earliest >= dt.timedelta(days=58)
+
+
+def test_seed_cli_years_and_large_tenant(fresh_db: str) -> None:
+    env = {**_pg_env(fresh_db), "DASHQUERY_SOURCE_SCHEMA": "yrs", "DASHQUERY_TIMEZONE": "UTC"}
+    args = ["seed", "--years", "2", "--orgs", "3", "--scale", "0.02", "--large-tenant", "0.4",
+            "--quiet"]  # fmt: skip
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(fresh_db) as conn:
+        counts = sorted(
+            n for (n,) in conn.execute("select count(*) from yrs.orders group by organization_id")
+        )
+        span = conn.execute(
+            "select max(created_at)::date - min(created_at)::date from yrs.orders"
+        ).fetchone()
+    assert len(counts) == 3 and all(10 < counts[-1] / n < 30 for n in counts[:2]), counts
+    assert span is not None and 720 <= span[0] <= 730
