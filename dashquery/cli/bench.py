@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import psycopg
@@ -12,9 +13,16 @@ from rich.console import Console
 
 from dashquery.config import Settings
 from dashquery.dev.bench import BenchOptions, run_bench, run_capture_bench
-from dashquery.dev.bench_capture_report import write_docs_section
 from dashquery.dev.bench_dbt import generated_database
-from dashquery.dev.bench_options import SCENARIOS
+from dashquery.dev.bench_docs import write_docs_section
+from dashquery.dev.bench_options import (
+    LARGE_FACTOR,
+    LARGE_TENANT_ORGS,
+    SCENARIOS,
+    SMALL_SCALE,
+    TEN_YEAR_ORGS,
+    scenario_shape,
+)
 from dashquery.dev.bench_report import print_summary, write_outputs
 from dashquery.dev.generate import VOLUMES
 from dashquery.errors import DashqueryError
@@ -27,7 +35,45 @@ from dashquery.errors import DashqueryError
     default="read",
     show_default=True,
     help="read: the read paths, refresh and concurrency; capture: what change capture costs"
-    " writers and what a refresh costs after changes (changes the database's data).",
+    " writers and what a refresh costs after changes (changes the database's data);"
+    f" ten-year: the read paths on 3,650 days of history at Year-3 density ({TEN_YEAR_ORGS}"
+    " organizations by default, as issue 14's held-out benchmark: comparable figures, a"
+    " few minutes to build); large-tenant: the read paths of one organization at"
+    f" {LARGE_FACTOR:g}x Year 3 (~2.16M orders) beside {LARGE_TENANT_ORGS - 1} at"
+    f" {SMALL_SCALE:g}x (~24M rows: tens of minutes to generate and build).",
+)
+@click.option(
+    "--history-days",
+    type=click.IntRange(min=1),
+    help="Days of history to generate [730; ten-year: 3,650].",
+)
+@click.option(
+    "--scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Multiply every organization's generated volume (0.01 for a smoke run).",
+)
+@click.option(
+    "--large-factor",
+    type=click.FloatRange(min=0, min_open=True),
+    default=LARGE_FACTOR,
+    show_default=True,
+    help="large-tenant: the large organization's volume in Year-3 units.",
+)
+@click.option(
+    "--small-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=SMALL_SCALE,
+    show_default=True,
+    help="large-tenant: the other organizations' volume in Year-3 units (the issue allows"
+    " Year 3 or smaller; they are not read, 1.0 doubles the rows to build).",
+)
+@click.option(
+    "--naive-samples",
+    type=click.IntRange(min=1),
+    help="Naive reads per range, spread over the samples [all; large-tenant: 10, each"
+    " takes seconds]. Each is also the reference its samples' results are checked against.",
 )
 @click.option(
     "--single-rows",
@@ -48,13 +94,15 @@ from dashquery.errors import DashqueryError
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("docs/BENCHMARKS.md"),
     show_default=True,
-    help="capture: rewrite this file's generated section for the volume (when it exists).",
+    help="Rewrite this file's generated section for the scenario and volume (when the file"
+    " exists).",
 )
+@click.option("--no-docs", is_flag=True, help="Leave --docs alone (a trial run).")
 @click.option(
     "--render",
     "render_json",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="capture: measure nothing; rewrite --docs' section from this bench-capture JSON.",
+    help="Measure nothing; rewrite --docs' section from this bench JSON (any scenario).",
 )
 @click.option(
     "--label",
@@ -70,7 +118,8 @@ from dashquery.errors import DashqueryError
 @click.option(
     "--orgs",
     type=click.IntRange(min=1),
-    help="Generate this many organizations instead (with --existing: sample at most this many).",
+    help="Generate this many organizations instead [ten-year: 2, large-tenant: 100 = 1 large"
+    " + 99 small] (with --existing: sample at most this many).",
 )
 @click.option(
     "--samples",
@@ -98,7 +147,7 @@ from dashquery.errors import DashqueryError
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("bench"),
     show_default=True,
-    help="Folder for bench-<volume>.json and bench-<volume>.png.",
+    help="Folder for bench-<volume>.json and bench-<volume>.png (bench-ten-year.json, ...).",
 )
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seeds the data and the picks."
@@ -118,9 +167,15 @@ from dashquery.errors import DashqueryError
 )
 def bench(
     scenario: str,
+    history_days: int | None,
+    scale: float,
+    large_factor: float,
+    small_scale: float,
+    naive_samples: int | None,
     single_rows: int,
     bulk_rows: int,
     docs: Path,
+    no_docs: bool,
     render_json: Path | None,
     label: str | None,
     volume: str,
@@ -149,7 +204,18 @@ def bench(
 
     With --existing the database must already be built (`dbt run`); its materialized
     views are refreshed and its organizations' cached results invalidated. Writes
-    bench-<volume>.json and .png to --out and prints a summary.
+    bench-<volume>.json and .png to --out, rewrites that volume's generated section of
+    --docs, and prints a summary. Every timed hybrid and cached read whose sample ran the
+    naive query is checked against it, key by key (latency.exact, target reads_exact).
+
+    Besides, every read scenario measures a cache hit against a bare Redis GET of the same
+    value in a tight loop (cached) and the hybrid statement's server-side time, EXPLAIN
+    ANALYZE of its generic plan (statement), with issue 14's targets.
+
+    --scenario ten-year and large-tenant measure the three read paths over 1, 30, 730 and
+    3,650 days, the cache hit and the statement (no refresh, no concurrency) on their own
+    data: 3,650 days of history; or one organization at --large-factor x Year 3 beside
+    --orgs - 1 at --small-scale, reading the large one only.
 
     --scenario capture measures instead (issue 13): single-row INSERT/UPDATE transactions
     and bulk loads on orders and order_items with and without the capture triggers, the
@@ -162,28 +228,39 @@ def bench(
     console = Console()
     if render_json is not None:
         rendered = json.loads(render_json.read_text())
-        if rendered.get("meta", {}).get("scenario") != "capture":
-            raise click.ClickException(f"{render_json} is not a capture scenario report")
+        meta = rendered.get("meta", {}) if isinstance(rendered, dict) else {}
+        if meta.get("scenario", "read") not in SCENARIOS or "volume" not in meta:
+            raise click.ClickException(f"{render_json} is not a dashquery bench report")
         write_docs_section(rendered, docs)
-        console.print(f"wrote {docs} (section {rendered['meta']['volume']})", highlight=False)
+        console.print(f"wrote {docs} (section {meta['volume']})", highlight=False)
         return
     run = run_capture_bench if scenario == "capture" else run_bench
-    extra = {"single_rows": single_rows, "bulk_rows": bulk_rows}
+    extra: dict[str, Any] = {
+        "scenario": scenario,
+        "single_rows": single_rows,
+        "bulk_rows": bulk_rows,
+        "naive_samples": naive_samples or (10 if scenario == "large-tenant" else None),
+    }
+    shape = scenario_shape(
+        scenario, volume=volume, orgs=orgs, days=history_days, scale=scale,
+        large_factor=large_factor, small_scale=small_scale,
+    )  # fmt: skip
     try:
         if existing:
             label = label or ("existing" if orgs is None else f"existing_{orgs}_orgs")
             options = _options(label, orgs, samples, clients, seconds, seed, extra)
             report = run(Settings.from_env(), options)
         else:
-            label = label or (volume if orgs is None or orgs == VOLUMES[volume] else f"{orgs}_orgs")
+            label = label or shape.label
             with generated_database(
-                stack_dir, volume=volume, orgs=orgs, seed=seed, keep=keep, progress=True
-            ) as (settings, database):
+                stack_dir, shape, seed=seed, keep=keep, progress=True
+            ) as database:
                 options = _options(label, None, samples, clients, seconds, seed, extra)
-                report = run(settings, options)
+                report = run(database.settings, options)
+                report["meta"]["data"] = shape.to_dict() | database.setup
                 if keep:
                     console.print(
-                        f"kept: database {database}; `dashquery stack env --dir {stack_dir}`",
+                        f"kept: database {database.name}; `dashquery stack env --dir {stack_dir}`",
                         highlight=False,
                     )
     except (DashqueryError, psycopg.Error) as exc:
@@ -192,7 +269,7 @@ def bench(
     json_path, png_path = write_outputs(report, out)
     print_summary(report, console)
     wrote = [str(json_path)] + ([str(png_path)] if png_path else [])
-    if scenario == "capture" and docs.exists():
+    if docs.exists() and not no_docs:
         write_docs_section(report, docs)
         wrote.append(f"{docs} (section {report['meta']['volume']})")
     console.print(f"wrote {' and '.join(wrote)}", highlight=False)
@@ -205,7 +282,7 @@ def _options(
     clients: int,
     seconds: float,
     seed: int,
-    extra: dict[str, int],
+    extra: dict[str, Any],
 ) -> BenchOptions:
     return BenchOptions(
         volume=label,

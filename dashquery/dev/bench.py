@@ -2,10 +2,18 @@
 
 ``run_bench(settings, options)`` measures a database that already holds generated data and
 the built dbt project, and returns a JSON-ready report; ``bench_dbt.generated_database``
-makes such a database in a local stack. The parts: ``bench_options`` (what is measured),
-``bench_latency`` (1. read paths and floors), ``bench_dbt`` (2. refresh),
-``bench_concurrency`` (3. concurrent clients), ``bench_targets`` (4. the targets);
-``bench_stats`` holds the statistics and ``bench_report`` the JSON, PNG and terminal outputs.
+makes such a database in a local stack. The parts: ``bench_options`` (what is measured, the
+scenarios' data), ``bench_latency`` (1. read paths, checked exact, and floors),
+``bench_cached`` (the cache hit against a bare GET, tight loop), ``bench_statement`` (the
+hybrid statement's server-side time), ``bench_dbt`` (2. refresh), ``bench_concurrency``
+(3. concurrent clients), ``bench_targets`` (4. the targets); ``bench_stats`` holds the
+statistics, ``bench_report`` the JSON, PNG and terminal outputs, ``bench_docs`` the
+generated sections of docs/BENCHMARKS.md.
+
+The read scenarios (``options.scenario``): ``read`` measures all of the above; ``ten-year``
+and ``large-tenant`` measure the read paths, the cache hit and the statement only (refresh
+and concurrency are the ``read`` scenario's questions), and ``large-tenant`` reads only its
+largest organization.
 
 ``run_capture_bench(settings, options)`` is the capture scenario (``--scenario capture``):
 the writers' cost of the capture triggers (``bench_capture``) and the refreshes after
@@ -29,11 +37,13 @@ from psycopg import sql
 from dashquery.client import Client
 from dashquery.config import Settings
 from dashquery.dev import bench_capture_refresh as capture_refresh
+from dashquery.dev.bench_cached import measure_cached
 from dashquery.dev.bench_capture import measure_write_overhead
 from dashquery.dev.bench_concurrency import measure_concurrency
 from dashquery.dev.bench_dbt import measure_refresh
 from dashquery.dev.bench_latency import measure_floors, measure_latency
-from dashquery.dev.bench_options import BenchOptions, bench_ranges
+from dashquery.dev.bench_options import BenchOptions, BenchRange, bench_ranges
+from dashquery.dev.bench_statement import measure_statement
 from dashquery.dev.bench_stats import progress_bar
 from dashquery.dev.bench_targets import evaluate_targets
 from dashquery.errors import Misconfigured
@@ -46,9 +56,10 @@ def run_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]:
     load_start = os.getloadavg()
     rng = random.Random(options.seed)
     today = dt.datetime.now(settings.zone).date()
-    ranges = bench_ranges(today)
+    ranges = bench_ranges(today, options.scenario)
+    full = options.scenario == "read"  # refresh and concurrency too
     # Every client thread may hold a connection at once: the pool must never be the queue.
-    pool_size = max(options.clients, 4) + 2
+    pool_size = max(options.clients if full else 1, 4) + 2
     report: dict[str, Any] = {}
     with (
         Client(settings=settings, pool_size=pool_size) as client,
@@ -56,12 +67,25 @@ def run_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]:
         progress_bar(options.progress) as bar,
     ):
         orgs = _organizations(conn, settings, options.orgs)
+        tenants = _tenants(conn, settings, orgs)
+        # The large tenant's scenario reads that tenant alone: the others are its setting.
+        read_orgs = [tenants["largest"]["id"]] if options.scenario == "large-tenant" else orgs
         report["meta"] = _meta(conn, client, settings, options, orgs, today, pool_size)
-        report["meta"]["scenario"] = "read"
-        report["latency"] = measure_latency(conn, client, settings, orgs, ranges, options, rng, bar)
-        report["floors"] = measure_floors(client, orgs[0], ranges[-2], bar)
-        report["refresh"] = measure_refresh(client, settings, orgs, ranges, options, rng, bar)
-        report["concurrency"] = measure_concurrency(client, orgs, today, options, bar)
+        report["meta"] |= {"scenario": options.scenario, "tenants": _jsonable(tenants)}
+        report["meta"]["read_organizations"] = [str(org) for org in read_orgs]
+        report["latency"] = measure_latency(
+            conn, client, settings, read_orgs, ranges, options, rng, bar
+        )
+        long = next(r for r in ranges if r.label == "730d")
+        report["floors"] = measure_floors(client, read_orgs[0], long, bar)
+        report["cached"] = _cached(client, read_orgs[0], long, options, bar)
+        report["cached"]["interleaved_ms"] = report["latency"]["stats_ms"]["cached"]["730d"]
+        report["statement"] = measure_statement(
+            client, read_orgs[0], ranges, options.statement_samples, bar
+        )
+        if full:
+            report["refresh"] = measure_refresh(client, settings, orgs, ranges, options, rng, bar)
+            report["concurrency"] = measure_concurrency(client, orgs, today, options, bar)
     report["meta"] |= {
         "started_at": started_at.isoformat(),
         "seconds": round(time.perf_counter() - started, 1),
@@ -69,6 +93,51 @@ def run_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]:
     }
     report["targets"] = evaluate_targets(report)
     return report
+
+
+def _cached(
+    client: Client, org: uuid.UUID, r: BenchRange, options: BenchOptions, bar: Any
+) -> dict[str, Any]:
+    """The tight loop of cache hits beside bare GETs (bench_cached), for one range."""
+    task = bar.add_task("cache hit vs bare GET, tight loop", total=None)
+    try:
+        figures = measure_cached(
+            client, org, r.date_from, r.date_to,
+            iterations=options.cached_iterations, warmup=min(500, options.cached_iterations),
+        )  # fmt: skip
+    except RuntimeError as exc:  # no cache, or Redis not serving: reported, not fatal
+        figures = {"error": str(exc)}
+    bar.update(task, total=1, completed=1)
+    return {"range": r.to_dict(), "tight_loop": figures}
+
+
+def _tenants(
+    conn: psycopg.Connection[Any], settings: Settings, orgs: Sequence[uuid.UUID]
+) -> dict[str, Any]:
+    """Orders per organization (deleted ones included): the largest, and the spread."""
+    query = sql.SQL(
+        "select o.id, count(r.id) from {} o left join {} r on r.organization_id = o.id"
+        " where o.id = any(%s) group by o.id order by count(r.id) desc, o.id"
+    ).format(
+        sql.Identifier(settings.source_schema, "organizations"),
+        sql.Identifier(settings.source_schema, "orders"),
+    )
+    counts = conn.execute(query, (list(orgs),)).fetchall()
+    ordered = sorted(n for _, n in counts)
+    others = sorted(n for _, n in counts[1:]) or [0]
+    return {
+        "largest": {"id": counts[0][0], "orders": counts[0][1]},
+        "orders_per_organization": {
+            "min": ordered[0], "median": ordered[len(ordered) // 2], "max": ordered[-1],
+        },
+        "largest_over_median_of_others": (
+            round(counts[0][1] / others[len(others) // 2], 1) if others[len(others) // 2] else None
+        ),
+    }  # fmt: skip
+
+
+def _jsonable(tenants: dict[str, Any]) -> dict[str, Any]:
+    return tenants | {"largest": tenants["largest"] | {"id": str(tenants["largest"]["id"])}}
 
 
 def run_capture_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]:
@@ -191,6 +260,7 @@ def _meta(
         "schema": settings.schema,
         "host": {
             "cpus": os.cpu_count(),
+            "cpu_model": _cpu_model(),
             "python": platform.python_version(),
             "postgres": conn.execute("show server_version").fetchone()[0],  # type: ignore[index]
             "redis": redis_info.get("redis_version"),
@@ -200,3 +270,15 @@ def _meta(
             "jit_above_cost": conn.execute("show jit_above_cost").fetchone()[0],  # type: ignore[index]
         },
     }
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo; the platform's processor elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

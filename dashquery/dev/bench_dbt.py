@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,9 @@ from rich.progress import Progress
 from dashquery.catalog import RUNS_TABLE
 from dashquery.client import Client
 from dashquery.config import Settings
-from dashquery.dev.bench_options import BenchOptions, BenchRange
+from dashquery.dev.bench_options import BenchOptions, BenchRange, DataShape
 from dashquery.dev.bench_stats import elapsed_ms, progress_bar, summarize
-from dashquery.dev.generate import VOLUMES, generate
+from dashquery.dev.generate import generate
 from dashquery.dev.stack import LocalStack
 from dashquery.ops.dbt_runner import run_dbt
 
@@ -39,21 +40,56 @@ _DBT_FINISHED = re.compile(r"Finished running .* in .*\(([\d.]+)s\)")
 _MIN_WINDOW_READS = 5
 
 
+@dataclass(frozen=True)
+class BenchDatabase:
+    """A generated database: its settings, name, and what making it took (``setup``)."""
+
+    settings: Settings
+    name: str
+    setup: dict[str, Any]
+
+
+def build_database(
+    settings: Settings, shape: DataShape, *, seed: int, progress: bool
+) -> dict[str, Any]:
+    """Generate ``shape``'s data into the (empty) database of ``settings`` and `dbt run`;
+    returns the setup figures (rows, generation and build seconds) for the report."""
+    report = generate(
+        settings.conninfo,
+        source_schema=settings.source_schema,
+        timezone=settings.timezone,
+        seed=seed,
+        days=shape.days,
+        scales=shape.scales,
+        progress=progress,
+    )
+    started = time.perf_counter()
+    with progress_bar(progress) as bar:
+        bar.add_task("dbt run (first build)", total=None)
+        run_dbt(["run"], settings)
+    return {
+        "rows": report.total_rows,
+        "rows_by_table": dict(report.rows),
+        "generate_seconds": round(report.seconds, 1),
+        "rows_per_second": round(report.rows_per_second),
+        "dbt_build_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 @contextmanager
 def generated_database(
-    root: Path, *, volume: str, orgs: int | None, seed: int, keep: bool, progress: bool
-) -> Iterator[tuple[Settings, str]]:
-    """A fresh database with generated data and `dbt run` done, in the local stack at ``root``.
-
-    Yields the settings and the database name. Without ``keep`` the database is dropped and
-    the stack stopped afterwards; the cluster's files stay, so the next run skips initdb.
+    root: Path, shape: DataShape, *, seed: int, keep: bool, progress: bool
+) -> Iterator[BenchDatabase]:
+    """A fresh database with ``shape``'s data and `dbt run` done, in the local stack at
+    ``root``. Without ``keep`` the database is dropped and the stack stopped afterwards; the
+    cluster's files stay, so the next run skips initdb.
     """
     console = Console(stderr=True)
     stack = LocalStack(
         root=root, progress=lambda msg: console.print(msg, highlight=False) if progress else None
     )
     env = stack.start()
-    name = f"bench_{volume}_{orgs or VOLUMES[volume]}_{seed}".lower()
+    name = "".join(c if c.isalnum() else "_" for c in f"bench_{shape.label}_{seed}".lower())[:63]
     _admin(stack, sql.SQL("drop database if exists {} with (force)"), name)
     _admin(stack, sql.SQL("create database {}"), name)
     base = Settings.from_env()
@@ -65,19 +101,8 @@ def generated_database(
         redis_url=env["DASHQUERY_REDIS_URL"],
     )
     try:
-        generate(
-            settings.conninfo,
-            source_schema=settings.source_schema,
-            timezone=settings.timezone,
-            volume=volume,
-            orgs=orgs,
-            seed=seed,
-            progress=progress,
-        )
-        with progress_bar(progress) as bar:
-            bar.add_task("dbt run (first build)", total=None)
-            run_dbt(["run"], settings)
-        yield settings, name
+        setup = build_database(settings, shape, seed=seed, progress=progress)
+        yield BenchDatabase(settings, name, setup)
     finally:
         if not keep:
             _admin(stack, sql.SQL("drop database if exists {} with (force)"), name)

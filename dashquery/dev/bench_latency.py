@@ -1,7 +1,8 @@
 """Benchmark part 1: the three read paths per range, and the floors any read pays.
 
 All three read paths run on the same data in one process, interleaved per sample (naive,
-hybrid, cached for the same organization), so drift in the machine's load hits them alike.
+hybrid, cached for the same organization), so drift in the machine's load hits them alike;
+the naive result of a sample is the reference its hybrid and cached results must equal.
 """
 
 from __future__ import annotations
@@ -22,8 +23,19 @@ from dashquery.dev.bench_options import PATHS, BenchOptions, BenchRange
 from dashquery.dev.bench_stats import elapsed_ms, ratios, summarize
 from dashquery.dev.naive import naive_metrics
 from dashquery.read.request import MetricsRequest
+from dashquery.result import DashboardMetrics
 
 FLOOR_SAMPLES = 1000
+
+
+def _naive_turns(samples: int, naive: int | None) -> list[bool]:
+    """Which samples also run the naive query: ``naive`` of them, spread evenly."""
+    n = samples if naive is None else min(naive, samples)
+    return [(i * n) // samples != ((i + 1) * n) // samples for i in range(samples)]
+
+
+def _differences(result: DashboardMetrics, expected: dict[str, Any]) -> list[str]:
+    return sorted(key for key, value in expected.items() if result.metrics[key] != value)
 
 
 def measure_latency(
@@ -36,8 +48,12 @@ def measure_latency(
     rng: random.Random,
     bar: Progress,
 ) -> dict[str, Any]:
+    """Interleaved samples of the three paths per range; every sample whose naive query ran
+    checks the hybrid and the cached results against it, key by key (``exact``)."""
     paths: dict[str, dict[str, list[float]]] = {name: {} for name in PATHS}
-    hits = total = 0
+    hits = total = checked = 0
+    mismatches: list[dict[str, Any]] = []
+    turns = _naive_turns(options.samples, options.naive_samples)
     task = bar.add_task("naive / hybrid / cached reads", total=len(ranges) * options.samples)
     for r in ranges:
         picks = [rng.choice(orgs) for _ in range(options.samples)]
@@ -50,18 +66,28 @@ def measure_latency(
             client.get_metrics(org, r.date_from, r.date_to)
         for name in paths:
             paths[name][r.label] = []
-        for org in picks:
+        for org, naive_turn in zip(picks, turns, strict=True):
+            expected = None
+            if naive_turn:
+                t = time.perf_counter()
+                expected = naive_metrics(conn, settings, org, r.date_from, r.date_to)
+                paths["naive"][r.label].append(elapsed_ms(t))
             t = time.perf_counter()
-            naive_metrics(conn, settings, org, r.date_from, r.date_to)
-            paths["naive"][r.label].append(elapsed_ms(t))
-            t = time.perf_counter()
-            client.compute(org, r.date_from, r.date_to)
+            computed = client.compute(org, r.date_from, r.date_to)
             paths["hybrid"][r.label].append(elapsed_ms(t))
             t = time.perf_counter()
             result = client.get_metrics(org, r.date_from, r.date_to)
             paths["cached"][r.label].append(elapsed_ms(t))
             hits += result.source == "cache"
             total += 1
+            if expected is not None:  # checked after the clock stopped
+                for path, got in (("hybrid", computed), ("cached", result)):
+                    checked += 1
+                    if wrong := _differences(got, expected):
+                        mismatches.append(
+                            {"path": path, "range": r.label, "organization": str(org),
+                             "keys": wrong}
+                        )  # fmt: skip
             bar.advance(task)
     stats = {
         name: {label: summarize(values) for label, values in by_range.items()}
@@ -75,6 +101,13 @@ def measure_latency(
             "hybrid_over_cached": ratios(stats["hybrid"], stats["cached"]),
         },
         "cached_hit_rate": hits / total if total else 0.0,
+        "exact": {
+            "against": "dashquery.dev.naive (the contract's query), every key compared",
+            "checked": checked,
+            "all_exact": checked > 0 and not mismatches,
+            "mismatches": mismatches[:20],
+            "mismatch_count": len(mismatches),
+        },
         "samples_ms": {
             name: {label: [round(v, 4) for v in values] for label, values in by_range.items()}
             for name, by_range in paths.items()

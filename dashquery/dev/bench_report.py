@@ -16,18 +16,19 @@ from rich.table import Table
 
 from dashquery.dev.bench_capture_report import print_capture_summary
 from dashquery.dev.bench_chart import write_chart
+from dashquery.dev.bench_docs import report_stem
 from dashquery.dev.bench_options import PATHS
 
 
 def write_outputs(report: Mapping[str, Any], out: Path) -> tuple[Path, Path | None]:
-    """``bench-<volume>.json`` and ``bench-<volume>.png`` in ``out`` (created if missing).
+    """``bench-<volume>.json`` and ``bench-<volume>.png`` in ``out`` (created if missing);
+    the volume of a ten-year or large-tenant report starts with its scenario's name.
 
     The capture scenario writes ``bench-capture-<volume>.json`` and no chart.
     """
     out.mkdir(parents=True, exist_ok=True)
     capture = report["meta"].get("scenario") == "capture"
-    volume = "".join(c if c.isalnum() else "_" for c in report["meta"]["volume"])
-    stem = f"bench-capture-{volume}" if capture else f"bench-{volume}"
+    stem = report_stem(report["meta"])
     json_path, png_path = out / f"{stem}.json", out / f"{stem}.png"
     json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     if capture:
@@ -48,7 +49,11 @@ def print_summary(report: Mapping[str, Any], console: Console | None = None) -> 
         print_capture_summary(report, console)
         return
     latency, meta = report["latency"], report["meta"]
-    table = Table(title=f"read latency, ms ({meta['volume']}, {meta['organizations']} orgs)")
+    read = len(meta.get("read_organizations", ())) or meta["organizations"]
+    table = Table(
+        title=f"read latency, ms ({meta.get('scenario', 'read')} {meta['volume']},"
+        f" {meta['organizations']} orgs, {read} read)"
+    )
     for column in ("range", "path", "p50", "p95", "p99", "p50 speed-up"):
         table.add_column(column, justify="left" if column in ("range", "path") else "right")
     # The speed-up on a path's row is over the path above it: naive/hybrid, hybrid/cached.
@@ -71,6 +76,29 @@ def print_summary(report: Mapping[str, Any], console: Console | None = None) -> 
     floors = report["floors"]
     floor_text = ", ".join(f"{k} p50 {v['p50']:.3f} ms" for k, v in floors.items())
     console.print(f"floors: {floor_text}")
+    exact = latency["exact"]
+    console.print(
+        f"exact against naive: {exact['checked']} checks,"
+        f" {'all exact' if exact['all_exact'] else str(exact['mismatch_count']) + ' MISMATCHES'}"
+    )
+    tight = report["cached"]["tight_loop"]
+    if "error" not in tight:
+        console.print(
+            f"cache hit tight loop: {tight['cached_hit']['mean_us']:.1f} µs vs bare GET"
+            f" {tight['bare_get']['mean_us']:.1f} µs ({tight['ratio_mean']:.2f}x)"
+        )
+    statement = report["statement"]["ranges"]
+    console.print(
+        "statement server-side p50 (EXPLAIN ANALYZE): "
+        + ", ".join(f"{k} {v['execution_ms']['p50']:.2f} ms" for k, v in statement.items())
+    )
+    if "refresh" in report:
+        _print_refresh_and_concurrency(report, console)
+    _print_targets(report, console)
+    console.print(f"total {meta['seconds']:.0f} s")
+
+
+def _print_refresh_and_concurrency(report: Mapping[str, Any], console: Console) -> None:
     for selector, run in report["refresh"]["selectors"].items():
         console.print(
             f"refresh {selector}: {run['wall_seconds']:.1f} s wall, dbt {run['dbt_run_seconds']} s,"
@@ -87,6 +115,9 @@ def print_summary(report: Mapping[str, Any], console: Console | None = None) -> 
         f" p50 {c['latency_ms']['p50']:.2f} ms, p95 {c['latency_ms']['p95']:.2f} ms,"
         f" hit rate {c['hit_rate']:.1%}, errors {c['errors']}"
     )
+
+
+def _print_targets(report: Mapping[str, Any], console: Console) -> None:
     targets = Table(title="targets")
     for column in ("target", "measured", "threshold", "pass", "volume"):
         targets.add_column(column)
@@ -104,4 +135,3 @@ def print_summary(report: Mapping[str, Any], console: Console | None = None) -> 
             volume,
         )
     console.print(targets)
-    console.print(f"total {meta['seconds']:.0f} s")

@@ -11,23 +11,35 @@ import datetime as dt
 import io
 import json
 import math
+import uuid
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from rich.console import Console
 
 from dashquery import Client
 from dashquery.cli import cli
+from dashquery.config import Settings
 from dashquery.dev.bench import BenchOptions, run_bench, run_capture_bench
-from dashquery.dev.bench_capture_report import write_docs_section
+from dashquery.dev.bench_capture_report import write_docs_section as write_capture_section
+from dashquery.dev.bench_dbt import build_database
+from dashquery.dev.bench_docs import markers, report_stem, write_docs_section
+from dashquery.dev.bench_options import DataShape, scenario_shape
 from dashquery.dev.bench_report import print_summary, write_outputs
 from dashquery.dev.bench_stats import percentile, summarize
+from dashquery.dev.stack import LocalStack
 from tests.python.helpers import Dashboard, assert_matches_naive
 
 STAT_KEYS = {"n", "min", "mean", "p25", "p50", "p75", "p95", "p99", "max"}
+# Issue 14's targets, in every read scenario's report.
+FLOOR_TARGETS = {
+    "hybrid_3650d_over_1d", "statement_730d_server_ms", "cached_over_bare_get", "reads_exact"
+}  # fmt: skip
 
 
 def assert_stats(stats: dict[str, Any], where: str) -> None:
@@ -41,7 +53,10 @@ def assert_stats(stats: dict[str, Any], where: str) -> None:
 
 @pytest.fixture(scope="module")
 def report(dashboard: Dashboard, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    options = BenchOptions(volume="tiny", samples=3, clients=4, seconds=0.5, progress=False)
+    options = BenchOptions(
+        volume="tiny", samples=3, clients=4, seconds=0.5, progress=False,
+        cached_iterations=300, statement_samples=3,
+    )  # fmt: skip
     result = run_bench(dashboard.settings, options)
     json_path, png_path = write_outputs(result, tmp_path_factory.mktemp("bench"))
     assert png_path.read_bytes().startswith(b"\x89PNG")
@@ -51,12 +66,16 @@ def report(dashboard: Dashboard, tmp_path_factory: pytest.TempPathFactory) -> di
 
 @pytest.mark.slow
 def test_every_section_is_there(report: dict[str, Any], dashboard: Dashboard) -> None:
-    assert set(report) == {"meta", "latency", "floors", "refresh", "concurrency", "targets"}
+    assert set(report) == {
+        "meta", "latency", "floors", "cached", "statement", "refresh", "concurrency", "targets"
+    }  # fmt: skip
     assert report["meta"]["organizations"] == len(dashboard.organization_ids)
-    assert report["meta"]["volume"] == "tiny"
+    assert report["meta"]["volume"] == "tiny" and report["meta"]["scenario"] == "read"
+    assert report["meta"]["host"]["cpu_model"] and report["meta"]["host"]["redis"]
     labels = [r["label"] for r in report["latency"]["ranges"]]
-    assert labels[:6] == ["1d", "7d", "30d", "90d", "365d", "730d"] and len(labels) == 7
-    assert [r["days"] for r in report["latency"]["ranges"]][:6] == [1, 7, 30, 90, 365, 730]
+    assert labels[:7] == ["1d", "7d", "30d", "90d", "365d", "730d", "3650d"] and len(labels) == 8
+    assert [r["days"] for r in report["latency"]["ranges"]][:7] == [1, 7, 30, 90, 365, 730, 3650]
+    assert set(report["statement"]["ranges"]) == set(labels)
     assert set(report["refresh"]["selectors"]) == {"tag:15min", "tag:5min"}
     assert set(report["floors"]) == {"redis_get", "pg_select_1"}
 
@@ -80,6 +99,45 @@ def test_latency_figures_are_consistent(report: dict[str, Any]) -> None:
     for name in ("redis_get", "pg_select_1"):
         assert_stats(report["floors"][name], name)
     assert report["floors"]["redis_get"]["value_bytes"] > 100
+    assert_read_parts(report, naive_per_range=3)
+
+
+def assert_read_parts(report: dict[str, Any], *, naive_per_range: int) -> None:
+    """What every read scenario reports beside the latencies: the exactness checks, the
+    cache hit's tight loop and the statement's server-side time; the targets' verdicts."""
+    latency = report["latency"]
+    ranges = [r["label"] for r in latency["ranges"]]
+    exact = latency["exact"]
+    # Each naive read checked the hybrid and the cached result of its sample.
+    assert exact["checked"] == 2 * naive_per_range * len(ranges), exact
+    assert exact["all_exact"] and exact["mismatch_count"] == 0, exact["mismatches"]
+    for label in ranges:
+        assert latency["stats_ms"]["naive"][label]["n"] == naive_per_range
+    tight = report["cached"]["tight_loop"]
+    assert tight["served_from"] == ["cache"], tight
+    for loop in ("bare_get", "cached_hit"):
+        assert tight[loop]["mean_us"] > 0 and tight[loop]["p50_us"] > 0
+    assert tight["ratio_mean"] == pytest.approx(
+        tight["cached_hit"]["mean_us"] / tight["bare_get"]["mean_us"], rel=0.01
+    )
+    assert report["cached"]["range"]["days"] == 730
+    assert report["cached"]["interleaved_ms"] == latency["stats_ms"]["cached"]["730d"]
+    statement = report["statement"]
+    assert "EXPLAIN" in statement["method"] and statement["organization"]
+    for label, figures in statement["ranges"].items():
+        assert_stats(figures["execution_ms"], f"statement {label}")
+    targets = {t["name"]: t for t in report["targets"]}
+    assert set(targets) >= FLOOR_TARGETS
+    assert targets["reads_exact"]["measured"] == 1.0 and targets["reads_exact"]["passed"]
+    assert targets["statement_730d_server_ms"]["measured"] == pytest.approx(
+        statement["ranges"]["730d"]["execution_ms"]["p50"], rel=1e-3
+    )
+    hybrid = latency["stats_ms"]["hybrid"]
+    assert targets["hybrid_3650d_over_1d"]["measured"] == pytest.approx(
+        hybrid["3650d"]["p50"] / hybrid["1d"]["p50"], rel=1e-3
+    )
+    for t in targets.values():
+        assert t["measured"] is not None and t["passed"] is not None, t
 
 
 @pytest.mark.slow
@@ -115,6 +173,7 @@ def test_targets_report_measure_threshold_and_volume(report: dict[str, Any]) -> 
         "read_p95_during_refresh",
         "concurrent_p95",
         "concurrent_hit_rate",
+        *FLOOR_TARGETS,
     }
     for t in targets.values():
         assert t["measured"] is not None and t["measured"] > 0, t
@@ -157,6 +216,9 @@ def test_help_explains_the_command() -> None:
         assert option in result.output
     for option in ("--seed", "--keep", "--existing", "--scenario", "--bulk-rows", "--docs"):
         assert option in result.output
+    for text in ("ten-year", "large-tenant", "--history-days", "--scale", "--large-factor",
+                 "--small-scale", "--naive-samples", "--render", "--no-docs"):  # fmt: skip
+        assert text in result.output
 
 
 def test_existing_without_organizations_is_a_clean_error(
@@ -283,12 +345,15 @@ def test_capture_targets_and_the_generated_docs_section(
         assert t["measured"] is not None and t["passed"] is not None, t
     docs = tmp_path / "BENCHMARKS.md"
     docs.write_text("# Benchmarks\n\nhand-written text\n")
-    write_docs_section(capture_report, docs)
+    write_capture_section(capture_report, docs)
     first = docs.read_text()
     assert first.startswith("# Benchmarks\n\nhand-written text\n")
     assert "capture --volume tiny: generated" in first and "orders_insert" in first
-    # Rewritten in place, not appended twice; other text kept.
+    # Rewritten in place, not appended twice; other text kept; the generic writer (what
+    # the command uses) writes the same section.
     write_docs_section(capture_report, docs)
+    assert docs.read_text() == first
+    write_capture_section(capture_report, docs)
     assert docs.read_text() == first
     # The command re-renders a section from a saved JSON without measuring anything.
     saved, rendered = tmp_path / "bench-capture-tiny.json", tmp_path / "RENDERED.md"
@@ -301,3 +366,160 @@ def test_capture_targets_and_the_generated_docs_section(
     console = Console(file=io.StringIO(), width=120)
     print_summary(capture_report, console)
     assert "single-row transaction" in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+# The ten-year and large-tenant scenarios (issue 14 item 2) at a tiny scale, each on a
+# database of its own generated with the scenario's shape in the fixtures' stack.
+def _scenario_report(
+    stack: LocalStack, redis_url: str, tmp: Path, shape: DataShape, scenario: str
+) -> dict[str, Any]:
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(stack.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    settings = Settings(
+        conninfo=stack.conninfo(name), source_schema="sc_src", schema="sc_dash",
+        redis_url=redis_url,
+    )  # fmt: skip
+    try:
+        setup = build_database(settings, shape, seed=5, progress=False)
+        options = BenchOptions(
+            volume=shape.label, scenario=scenario, samples=3, naive_samples=2,
+            cached_iterations=300, statement_samples=3, progress=False,
+        )  # fmt: skip
+        result = run_bench(settings, options)
+        result["meta"]["data"] = shape.to_dict() | setup  # as the command records it
+        with psycopg.connect(settings.conninfo) as conn:
+            result["test_orders"] = conn.execute(
+                "select organization_id::text, count(*), min((created_at at time zone %s)::date),"
+                " max((created_at at time zone %s)::date) from sc_src.orders group by 1",
+                (settings.timezone, settings.timezone),
+            ).fetchall()
+            result["test_today"] = dt.datetime.now(settings.zone).date()
+    finally:
+        with psycopg.connect(stack.conninfo("postgres"), autocommit=True) as conn:
+            drop = sql.SQL("drop database if exists {} with (force)")
+            conn.execute(drop.format(sql.Identifier(name)))
+    json_path, png_path = write_outputs(result, tmp)
+    assert png_path is not None and png_path.read_bytes().startswith(b"\x89PNG")
+    assert json_path.name == f"{report_stem(result['meta'])}.json"
+    assert json_path.name.startswith(f"bench-{scenario}")
+    return json.loads(json_path.read_text())
+
+
+@pytest.fixture(scope="module")
+def ten_year_report(
+    stack: LocalStack, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    shape = scenario_shape("ten-year", scale=0.01)
+    assert shape.days == 3650 and len(shape.scales) == 2
+    return _scenario_report(stack, redis_url, tmp_path_factory.mktemp("ten"), shape, "ten-year")
+
+
+@pytest.fixture(scope="module")
+def large_tenant_report(
+    stack: LocalStack, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    # Small tenants at Year 3 x scale, the large one at 100 x scale: ~100x the rows.
+    shape = scenario_shape("large-tenant", orgs=4, days=120, scale=0.01, small_scale=1.0)
+    assert shape.scales == (1.0, 0.01, 0.01, 0.01)
+    tmp = tmp_path_factory.mktemp("large")
+    return _scenario_report(stack, redis_url, tmp, shape, "large-tenant")
+
+
+@pytest.mark.slow
+def test_ten_year_scenario_reads_ten_years_exactly(ten_year_report: dict[str, Any]) -> None:
+    report = ten_year_report
+    assert set(report) - {"test_orders", "test_today"} == {
+        "meta", "latency", "floors", "cached", "statement", "targets"
+    }  # fmt: skip
+    meta = report["meta"]
+    assert meta["scenario"] == "ten-year" and meta["volume"] == "ten-year_x0.01"
+    assert meta["data"]["history_days"] == 3650 and meta["data"]["rows"] > 0
+    assert meta["data"]["generate_seconds"] > 0 and meta["data"]["dbt_build_seconds"] > 0
+    assert len(meta["read_organizations"]) == 2 == meta["organizations"]
+    assert [r["days"] for r in report["latency"]["ranges"]] == [1, 30, 730, 3650]
+    assert_read_parts(report, naive_per_range=2)
+    # The generated rows span the ten years the 3,650-day range reads.
+    today = dt.date.fromisoformat(report["test_today"])
+    for _, count, earliest, latest in report["test_orders"]:
+        assert count > 500
+        earliest, latest = dt.date.fromisoformat(earliest), dt.date.fromisoformat(latest)
+        assert (today - earliest).days >= 3600 and (today - latest).days <= 30
+    targets = {t["name"] for t in report["targets"]}
+    assert targets == FLOOR_TARGETS | {"hybrid_speedup_730d"}
+
+
+@pytest.mark.slow
+def test_large_tenant_scenario_reads_the_large_tenant(large_tenant_report: dict[str, Any]) -> None:
+    report = large_tenant_report
+    meta = report["meta"]
+    assert meta["scenario"] == "large-tenant" and meta["organizations"] == 4
+    orders = {org: count for org, count, _, _ in report["test_orders"]}
+    largest = max(orders, key=orders.__getitem__)
+    assert meta["read_organizations"] == [largest] == [meta["tenants"]["largest"]["id"]]
+    small = sorted(n for org, n in orders.items() if org != largest)
+    assert 60 < orders[largest] / small[1] < 160, orders  # ~100x the median small tenant
+    assert meta["tenants"]["largest_over_median_of_others"] == pytest.approx(
+        orders[largest] / small[1], rel=0.01
+    )
+    assert report["statement"]["organization"] == largest
+    assert_read_parts(report, naive_per_range=2)
+    targets = {t["name"]: t for t in report["targets"]}
+    assert set(targets) == FLOOR_TARGETS | {"hybrid_speedup_730d", "large_tenant_speedup_730d"}
+    large = targets["large_tenant_speedup_730d"]
+    assert large["threshold"] == 1000.0 and large["defined_at"] == "large-tenant"
+    assert large["measured"] == targets["hybrid_speedup_730d"]["measured"]
+    assert "defined at large-tenant" in large["note"]  # measured on the tiny shape
+
+
+@pytest.mark.slow
+def test_docs_sections_are_generated_from_the_json(
+    ten_year_report: dict[str, Any], report: dict[str, Any], tmp_path: Path
+) -> None:
+    """Change the JSON, re-render: the section's table changes; hand-written text stays."""
+    docs = tmp_path / "BENCHMARKS.md"
+    prose = "# Benchmarks\n\nhand-written text\n"
+    docs.write_text(prose + "\n## Later\n\nmore prose\n")
+    saved = tmp_path / "bench-ten-year.json"
+    saved.write_text(json.dumps(ten_year_report))
+    render = ["bench", "--render", str(saved), "--docs", str(docs)]
+    result = CliRunner().invoke(cli, render)
+    assert result.exit_code == 0, result.output
+    first = docs.read_text()
+    start, end = markers("ten-year", ten_year_report["meta"]["volume"])
+    assert first.startswith(prose) and "more prose" in first
+    assert first.count(start) == 1 and first.count(end) == 1
+    section = first[first.index(start) : first.index(end)]
+    meta = ten_year_report["meta"]
+    for text in (
+        "| 3650d (",
+        "naive ÷ hybrid",
+        meta["host"]["cpu_model"],
+        meta["host"]["redis"],
+        "load average",
+        "all exact",
+        "statement_730d_server_ms"[:0] + "server side",
+    ):
+        assert text.lower() in section.lower(), text  # fmt: skip
+    for value in meta["load_average"]["start"]:
+        assert f"{value:.2f}" in section
+    # Another scenario's section sits beside it; rewriting one leaves the other.
+    write_docs_section(report, docs)
+    assert first.rstrip("\n") in docs.read_text()
+    both = docs.read_text()
+    assert both.count("<!-- dashquery bench --scenario read --volume tiny: generated") == 1
+    changed = json.loads(saved.read_text())
+    changed["latency"]["stats_ms"]["naive"]["730d"]["p50"] = 98765.0
+    saved.write_text(json.dumps(changed))
+    assert "98,765" not in both
+    result = CliRunner().invoke(cli, render)
+    assert result.exit_code == 0, result.output
+    after = docs.read_text()
+    assert "98,765 /" in after and after.count(start) == 1
+    assert after.replace(after[after.index(start) : after.index(end)], "") == both.replace(
+        both[both.index(start) : both.index(end)], ""
+    )  # only the section changed
+    # Not a report: refused, the file untouched.
+    saved.write_text(json.dumps({"meta": {"scenario": "nope"}}))
+    result = CliRunner().invoke(cli, render)
+    assert result.exit_code != 0 and docs.read_text() == after
