@@ -52,6 +52,12 @@ class Breakdown:
 
 
 DAY_KEY: Final = ("organization_id", "business_day")
+# A daily block's materialized relation keeps its month and year sums in
+# <materialized view><ROLLUPS_SUFFIX> (macros/rollups.sql, dbt config rollups: true), keyed
+# (organization_id, ROLLUP_GRAIN, ROLLUP_START) with ROLLUP_GRAIN 'month' or 'year'.
+ROLLUPS_SUFFIX: Final = "__rollups"
+ROLLUP_GRAIN: Final = "grain"
+ROLLUP_START: Final = "period_start"
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,11 @@ class DailyBlock:
     def columns(self) -> tuple[str, ...]:
         """Every summed column: the additive ones, then each breakdown's."""
         return (*self.additive, *(c for b in self.breakdowns for c in b.columns))
+
+    @property
+    def rollups(self) -> str:
+        """The month and year sums dbt keeps beside the materialized view (``rollups``)."""
+        return self.materialized_view + ROLLUPS_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -173,6 +184,7 @@ CURRENT_STATE_MV: Final = CURRENT_STATE.materialized_view
 CURRENT_STATE_COLUMNS: Final = CURRENT_STATE.columns
 DAILY_VIEWS: Final = tuple(relation.view for relation in RELATIONS)
 MATERIALIZED_VIEWS: Final = tuple(relation.materialized_view for relation in RELATIONS)
+ROLLUP_RELATIONS: Final = tuple(block.rollups for block in DAILY_BLOCKS)
 
 # The §4 freshness blocks and the materialized views each one reads.
 BLOCK_VIEWS: Final[dict[str, tuple[str, ...]]] = {

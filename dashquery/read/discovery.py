@@ -22,6 +22,7 @@ from dashquery.catalog import (
     DEPLOYMENT_TABLE,
     MATERIALIZED_VIEWS,
     RELATIONS_TABLE,
+    ROLLUP_RELATIONS,
     WATERMARKS_TABLE,
 )
 from dashquery.config import Settings, shown
@@ -131,7 +132,11 @@ def discover(settings: Settings, conn: psycopg.Connection[Any]) -> Deployment:
         raise no_views(settings, "missing: " + ", ".join(missing))
     # The materialized relation is a populated materialized view or a table (the incremental
     # strategy's); a materialized view never populated (a failed first build) cannot be read.
-    usable = {name for name in MATERIALIZED_VIEWS if kinds.get(name) in _READABLE}
+    # A block's rollups table (incremental strategy) is read only beside its materialized
+    # relation; without one (the concurrent strategy, an older deployment) its day rows are.
+    usable = {
+        name for name in (*MATERIALIZED_VIEWS, *ROLLUP_RELATIONS) if kinds.get(name) in _READABLE
+    }
     bookkeeping = Bookkeeping(settings)
     built_for = conn.execute(bookkeeping.built_for()).fetchall()
     client = (settings.timezone, settings.source_schema)

@@ -30,6 +30,7 @@ from dashquery.catalog import (
     DailyBlock,
 )
 from dashquery.config import Settings
+from dashquery.read import customers_sql, rollup_sql
 from dashquery.read.bookkeeping_sql import Bookkeeping
 
 # Ratios divide numeric sums in SQL, exactly as the naive query does, so both agree digit
@@ -73,6 +74,8 @@ class HybridStatements(Bookkeeping):
         ctes = [self.watermarks_cte(capture=self.changes)]
         if self.changes:
             ctes.append(self.changed_days_cte())
+        if any(self.has_rollups(block) for block in DAILY_BLOCKS):
+            ctes.append(rollup_sql.spans_cte())
         return ctes
 
     def freshness_columns(self) -> sql.Composed:
@@ -128,34 +131,26 @@ class HybridStatements(Bookkeeping):
             sql.Literal(materialized_view)
         )
 
-    def daily_rows(self, block: DailyBlock) -> sql.Composed:
-        """The block's daily rows in the request's range: materialized, then live days."""
-        selected = sql.SQL(", ").join(sql.Identifier(c) for c in ("business_day", *block.columns))
-        live = sql.SQL(
-            "select {cols} from {view} where organization_id = %(organization_id)s"
-            " and business_day between greatest(%(date_from)s::date, {split})"
-            " and %(date_to)s::date"
-        ).format(
-            cols=selected,
-            view=self.relation(block.view),
-            split=self.split_day(block.materialized_view),
-        )
-        if block.materialized_view not in self.available_views:
-            return live
-        materialized = sql.SQL(
-            "select {cols} from {mv} where organization_id = %(organization_id)s"
-            " and business_day between %(date_from)s::date and %(date_to)s::date"
-            " and business_day < {split}{unchanged}"
-        ).format(
-            cols=selected,
-            mv=self.relation(block.materialized_view),
-            split=self.split_day(block.materialized_view),
-            unchanged=sql.SQL(" and business_day <> all({})").format(self.changed(block.view))
-            if self.changes
-            else sql.SQL(""),
-        )
-        arms = [materialized, live]
-        if self.changes:
+    def has_rollups(self, block: DailyBlock) -> bool:
+        """Whether the block's range is read from its month and year rollups (they exist
+        beside its usable materialized view: the incremental strategy keeps them)."""
+        return {block.materialized_view, block.rollups} <= self.available_views
+
+    def live_arms(self, block: DailyBlock, selected: sql.Composable) -> list[sql.Composed]:
+        """The block's live rows: days from the split on, and (with capture) the days before
+        it recorded as changed."""
+        arms = [
+            sql.SQL(
+                "select {cols} from {view} where organization_id = %(organization_id)s"
+                " and business_day between greatest(%(date_from)s::date, {split})"
+                " and %(date_to)s::date"
+            ).format(
+                cols=selected,
+                view=self.relation(block.view),
+                split=self.split_day(block.materialized_view),
+            )
+        ]
+        if self.changes and block.materialized_view in self.available_views:
             arms.append(
                 sql.SQL(
                     "select {cols} from {view} where organization_id = %(organization_id)s"
@@ -164,6 +159,36 @@ class HybridStatements(Bookkeeping):
                     cols=selected, view=self.relation(block.view), changed=self.changed(block.view)
                 )
             )
+        return arms
+
+    def daily_rows(self, block: DailyBlock) -> sql.Composed:
+        """The block's daily rows in the request's range: materialized, then live days."""
+        selected = sql.SQL(", ").join(sql.Identifier(c) for c in ("business_day", *block.columns))
+        arms = self.live_arms(block, selected)
+        if block.materialized_view in self.available_views:
+            materialized = sql.SQL(
+                "select {cols} from {mv} where organization_id = %(organization_id)s"
+                " and business_day between %(date_from)s::date and %(date_to)s::date"
+                " and business_day < {split}{unchanged}"
+            ).format(
+                cols=selected,
+                mv=self.relation(block.materialized_view),
+                split=self.split_day(block.materialized_view),
+                unchanged=sql.SQL(" and business_day <> all({})").format(self.changed(block.view))
+                if self.changes
+                else sql.SQL(""),
+            )
+            arms.insert(0, materialized)
+        return sql.SQL(" union all ").join(arms)
+
+    def rollup_rows(self, block: DailyBlock) -> sql.Composed:
+        """The block's rows for a range total, at most ~92 per block whatever its length:
+        ``rollup_sql.materialized_arms`` before the split, then the live arms."""
+        selected = sql.SQL(", ").join(map(sql.Identifier, block.columns))
+        arms = [
+            *rollup_sql.materialized_arms(self, block, changed=self.changes),
+            *self.live_arms(block, selected),
+        ]
         return sql.SQL(" union all ").join(arms)
 
     def block_totals(self, block: DailyBlock) -> sql.Composed:
@@ -171,65 +196,13 @@ class HybridStatements(Bookkeeping):
             sql.SQL("coalesce(sum({c}), 0) as {c}").format(c=sql.Identifier(c))
             for c in block.columns
         )
+        rows = self.rollup_rows(block) if self.has_rollups(block) else self.daily_rows(block)
         return sql.SQL("{name} as (select {sums} from ({rows}) as days)").format(
-            name=sql.Identifier(block.name), sums=sums, rows=self.daily_rows(block)
+            name=sql.Identifier(block.name), sums=sums, rows=rows
         )
 
     def unique_customers(self) -> sql.Composed:
-        """Customers of the range: distinct over every arm, never a sum of daily counts.
-
-        ``count(distinct)`` over ``union all`` deduplicates whatever the number of arms: with
-        the materialized view unusable there is only the live arm, which has one row per
-        (customer, day), and a plain ``union`` of one arm deduplicates nothing.
-        """
-        days = CUSTOMER_DAYS
-        split = self.split_day(days.materialized_view)
-        distinct = sql.Identifier(days.distinct)
-        live = sql.SQL(
-            "select {distinct} from {view} where organization_id = %(organization_id)s"
-            " and business_day between greatest(%(date_from)s::date, {split})"
-            " and %(date_to)s::date"
-        ).format(distinct=distinct, view=self.relation(days.view), split=split)
-        arms = [live]
-        if days.materialized_view in self.available_views:
-            # [date_from, min(date_to + 1, split)), empty when the split is at or before
-            # date_from, minus the changed days, which are read live instead
-            before_split = sql.SQL(
-                "daterange(%(date_from)s::date,"
-                " greatest(%(date_from)s::date, least(%(date_to)s::date + 1, {split})), '[)')"
-            ).format(split=split)
-            if self.changes:
-                # a scalar subquery: an initplan, so the difference is computed once, not per row
-                before_split = sql.SQL(
-                    "select datemultirange({}) - coalesce((select range_agg(daterange("
-                    "business_day, business_day, '[]')) from changed_days where daily_view = {}),"
-                    " '{{}}'::datemultirange)"
-                ).format(before_split, sql.Literal(days.view))
-                arms.append(
-                    sql.SQL(
-                        "select {distinct} from {view} where organization_id = %(organization_id)s"
-                        " and business_day = any({changed})"
-                    ).format(
-                        distinct=distinct,
-                        view=self.relation(days.view),
-                        changed=self.changed(days.view),
-                    )
-                )
-            arms.insert(
-                0,
-                sql.SQL(
-                    "select {distinct} from {mv} where organization_id = %(organization_id)s"
-                    " and order_days && ({before_split})"
-                ).format(
-                    distinct=distinct,
-                    mv=self.relation(days.materialized_view),
-                    before_split=before_split,
-                ),
-            )
-        return sql.SQL(
-            "customers as (select count(distinct {distinct}) as unique_customers"
-            " from ({arms}) as range_customers)"
-        ).format(distinct=distinct, arms=sql.SQL(" union all ").join(arms))
+        return customers_sql.unique_customers(self)
 
     def current_state(self) -> sql.Composed:
         """The snapshot from its materialized view, or live when that can't serve this

@@ -68,7 +68,8 @@
       instead of counting the table;
     - grants (dbt `grants` config + var dashquery_read_roles) and persisted docs.
   Config: unique_key (list, required), refresh_strategy, refresh_groups / refresh_rows
-  (macro names, incremental only). Any other index is the read path's business: none are
+  (macro names, incremental only), rollups (true: month and year sums kept beside the
+  table in <relation>__rollups, in the same transactions: macros/rollups.sql). Any other index is the read path's business: none are
   needed, so the `indexes` config is refused. Test-only: var dashquery_refresh_test_hook,
   SQL run inside the refresh transaction right after its snapshot is taken.
 #}
@@ -97,6 +98,12 @@
     {%- set relation_type = 'table' if strategy == 'incremental' else 'materialized_view' -%}
     {%- set target_relation = this.incorporate(type=relation_type) -%}
     {%- set existing_relation = load_cached_relation(this) -%}
+    {#- month/year rollups (macros/rollups.sql): kept by the incremental strategy only; a
+        leftover one (strategy or config switched) is dropped by the rebuild's swap -#}
+    {%- set rollups_relation = dashboard_mv_rollups_relation(target_relation) -%}
+    {%- set existing_rollups = load_cached_relation(rollups_relation) -%}
+    {%- set rollups = rollups_relation if config.get('rollups', false) and strategy == 'incremental' else none -%}
+    {%- set rollup_columns = dashboard_mv_rollup_columns(sql, unique_key) if rollups is not none else [] -%}
 
     {{ run_hooks(pre_hooks, inside_transaction=False) }}
     {%- set run_id = dashboard_mv_log_start(target_relation) -%}
@@ -109,11 +116,12 @@
         {%- endcall %}
     {%- else -%}
         {%- set upstream_views = dashboard_mv_upstream_views() -%}
-        {%- set definition_hash = dashboard_mv_definition_hash(sql, unique_key, upstream_views, strategy) -%}
+        {%- set definition_hash = dashboard_mv_definition_hash(sql, unique_key, upstream_views, strategy, rollups is not none) -%}
         {%- if existing_relation is none -%}
             {%- set action = 'create' -%}
         {%- elif should_full_refresh()
             or existing_relation.type != relation_type
+            or (rollups is none) != (existing_rollups is none)
             or dashboard_mv_stored_hash(target_relation) != definition_hash -%}
             {%- set action = 'rebuild' -%}
         {%- else -%}
@@ -130,11 +138,17 @@
             {%- if mode == 'incremental' %}
             {{ dashboard_mv_incremental(target_relation, daily_relation, sql, unique_key) }}
             {{ dashboard_mv_recompute_all(target_relation, sql) }}
+            {%- if rollups is not none %}
+            {{ dashboard_mv_rollups_refresh(target_relation, rollups, daily_relation, rollup_columns) }}
+            {%- endif %}
             {%- elif mode == 'concurrent' %}
             {{ dashboard_mv_refresh(target_relation) }}
             {%- else %}
-            {{ dashboard_mv_build_and_swap(target_relation, existing_relation, sql, unique_key) }}
+            {{ dashboard_mv_build_and_swap(target_relation, existing_relation, sql, unique_key, rollups, existing_rollups, rollup_columns) }}
             {{ dashquery_new_relation_grants(target_relation) }}
+            {%- if rollups is not none %}
+            {{ dashquery_new_relation_grants(rollups) }}
+            {%- endif %}
             {%- endif %}
             {{ dashboard_mv_consume_changes(daily_relation) }}
             {{ dashboard_mv_finish(target_relation, run_id, action, definition_hash, upstream_views, row_delta=(mode == 'incremental')) }}
@@ -146,6 +160,9 @@
         {%- set done = load_result('main').table.rows[0] -%}
         {#- a swapped-in relation starts without grants; a refreshed one keeps them -#}
         {%- do apply_grants(target_relation, dashquery_grant_config(), should_revoke=(action == 'refresh')) -%}
+        {%- if rollups is not none -%}
+            {%- do apply_grants(rollups, dashquery_grant_config(), should_revoke=(action == 'refresh')) -%}
+        {%- endif -%}
         {%- do persist_docs(target_relation, model) -%}
         {{ adapter.commit() }}
         {{ dashboard_mv_unlock(target_relation) }}

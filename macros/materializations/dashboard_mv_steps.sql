@@ -89,7 +89,7 @@
   changing a daily view's logic or columns rebuilds the materialized view that reads it.
   The names given to to_regclass are quoted identifiers (a schema such as `Dash Views`).
 #}
-{% macro dashboard_mv_definition_hash(sql, unique_key, upstream_views, strategy='concurrent') %}
+{% macro dashboard_mv_definition_hash(sql, unique_key, upstream_views, strategy='concurrent', rollups=false) %}
     {%- set names = [] -%}
     {%- for view in upstream_views -%}
         {%- do names.append(view.include(database=false) | string) -%}
@@ -100,6 +100,9 @@
     {%- set own_text = sql ~ '|' ~ unique_key | join(',') -%}
     {%- if strategy != 'concurrent' -%}
         {%- set own_text = own_text ~ '|' ~ strategy ~ '|' ~ config.get('refresh_groups', '') ~ '|' ~ config.get('refresh_rows', '') -%}
+    {%- endif -%}
+    {%- if rollups -%}
+        {%- set own_text = own_text ~ '|rollups' -%}
     {%- endif -%}
     {%- set own = local_md5(own_text) -%}
     {% call statement('dashboard_mv_definition_hash', fetch_result=true) -%}
@@ -163,7 +166,7 @@
   get_create_index_sql, which names indexes by a hash: the read path and the docs know it
   as <view>__key.
 #}
-{% macro dashboard_mv_build_and_swap(relation, existing_relation, sql, unique_key) %}
+{% macro dashboard_mv_build_and_swap(relation, existing_relation, sql, unique_key, rollups=none, existing_rollups=none, rollup_columns=[]) %}
     {%- set building = relation.incorporate(path={'identifier': relation.identifier ~ '__dq_new'}) -%}
     {%- set building_key = api.Relation.create(database=relation.database, schema=relation.schema, identifier=relation.identifier ~ '__dq_new_key') -%}
     {%- set columns = [] -%}
@@ -176,14 +179,28 @@
     {%- endif -%}
     {%- do swap.append(get_rename_sql(building, adapter.quote(relation.identifier)) | trim) -%}
     {%- do swap.append('alter index ' ~ building_key ~ ' rename to ' ~ adapter.quote(relation.identifier ~ '__key')) -%}
+    {%- if existing_rollups is not none -%}
+        {%- do swap.append(dashquery_drop_sql(existing_rollups, if_exists=false)) -%}
+    {%- endif -%}
+    {%- if rollups is not none -%}
+        {%- set building_rollups = rollups.incorporate(path={'identifier': rollups.identifier ~ '__dq_new'}) -%}
+        {%- do swap.append(get_rename_sql(building_rollups, adapter.quote(rollups.identifier)) | trim) -%}
+        {%- do swap.append('alter index ' ~ building_rollups.incorporate(path={'identifier': building_rollups.identifier ~ '_key'}) ~ ' rename to ' ~ adapter.quote(rollups.identifier ~ '__key')) -%}
+    {%- endif -%}
     {{ dashquery_drop_sql(building) }};
     create {{ 'table' if relation.type == 'table' else 'materialized view' }} {{ building }} as
     {{ sql }}
     ;
     create unique index {{ adapter.quote(building_key.identifier) }}
     on {{ building }} ({{ columns | join(', ') }});
+    {%- if rollups is not none %}
+    {{ dashboard_mv_rollups_build(building_rollups, building, rollup_columns) }}
+    {%- endif %}
     {{ dashquery_retrying_on_lock(swap) }};
     analyze {{ relation }};
+    {%- if rollups is not none %}
+    analyze {{ rollups }};
+    {%- endif %}
 {% endmacro %}
 
 

@@ -1,4 +1,4 @@
-{{ config(unique_key=['organization_id', 'business_day'], tags=['15min']) }}
+{{ config(unique_key=['organization_id', 'business_day'], rollups=true, tags=['15min']) }}
 
 -- Refreshed after the capture triggers are installed, so its watermark is at or after
 -- capture_since and every change since is recorded (else the block is read live).

@@ -1,0 +1,300 @@
+"""Issue 14 item 1: month and year rollups beside each daily block, on real servers.
+
+The read path sums a range before the split from at most ~2 x 30 day rows, 2 x 11 month
+rows and the whole years (``dashquery.read.rollup_sql``), so a rollup that is wrong, stale
+or cut at the wrong edge is a wrong number. Every check here compares with an oracle written
+independently of the dbt macros: the rollups against the daily view's own month and year
+sums, the reads against the naive query over the application tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from dashquery import Client
+from dashquery.catalog import CHANGES_TABLE, DAILY_BLOCKS, ROLLUP_GRAIN, ROLLUP_START, DailyBlock
+from dashquery.ops.dbt_runner import DbtResult, run_dbt
+from dashquery.read.discovery import discover
+from dashquery.read.statement import HybridStatements
+from tests.python.helpers import Dashboard, assert_matches_naive, business_today
+
+Conn = psycopg.Connection[Any]
+ORDERS = next(block for block in DAILY_BLOCKS if block.name == "orders")
+
+
+def rollup_differences(conn: Conn, dashboard: Dashboard) -> dict[str, tuple[int, int]]:
+    """Per rollups table: (rows that are not the daily view's month/year sums, sums missing)."""
+    schema = sql.Identifier(dashboard.settings.schema)
+    found = {}
+    for block in DAILY_BLOCKS:
+        columns = sql.SQL(", ").join(map(sql.Identifier, block.columns))
+        sums = sql.SQL(", ").join(
+            sql.SQL("sum({c})").format(c=sql.Identifier(c)) for c in block.columns
+        )
+        # parenthesised: UNION and EXCEPT bind alike, left to right
+        expected = sql.SQL("({})").format(
+            sql.SQL(" union all ").join(
+                sql.SQL(
+                    "select organization_id, {grain}::text, date_trunc({grain}, business_day)::date,"
+                    " {sums} from {schema}.{view} group by 1, 2, 3"
+                ).format(
+                    grain=sql.Literal(grain),
+                    sums=sums,
+                    schema=schema,
+                    view=sql.Identifier(block.view),
+                )
+                for grain in ("month", "year")
+            )
+        )
+        stored = sql.SQL("select organization_id, {g}, {p}, {cols} from {schema}.{rollups}").format(
+            g=sql.Identifier(ROLLUP_GRAIN),
+            p=sql.Identifier(ROLLUP_START),
+            cols=columns,
+            schema=schema,
+            rollups=sql.Identifier(block.rollups),
+        )
+        row = conn.execute(
+            sql.SQL(
+                "select (select count(*) from ({stored} except all {expected}) as a),"
+                " (select count(*) from ({expected} except all {stored}) as b)"
+            ).format(stored=stored, expected=expected)
+        ).fetchone()
+        assert row is not None
+        if row != (0, 0):
+            found[block.rollups] = (int(row[0]), int(row[1]))
+            sample = conn.execute(
+                sql.SQL("({stored} except all {expected}) limit 3").format(
+                    stored=stored, expected=expected
+                )
+            ).fetchall()
+            print(block.rollups, "not the daily view's sums:", sample)
+    return found
+
+
+def relation_exists(conn: Conn, dashboard: Dashboard, name: str) -> bool:
+    row = conn.execute(
+        "select to_regclass(format('%%I.%%I', %s::text, %s::text)) is not null",
+        (dashboard.settings.schema, name),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def refresh(dashboard: Dashboard, select: str, *extra: str, **dbt_vars: Any) -> DbtResult:
+    args = ["run", "--select", select, *extra]
+    if dbt_vars:
+        args += ["--vars", json.dumps(dbt_vars)]
+    return run_dbt(args, dashboard.settings)
+
+
+def edge_ranges(today: dt.date) -> list[tuple[dt.date, dt.date]]:
+    """Ranges cut at and beside month and year edges, over the data's whole history."""
+    day = dt.timedelta(days=1)
+    ranges = []
+    for year in (today.year - 2, today.year - 1):
+        first, last = dt.date(year, 1, 1), dt.date(year, 12, 31)
+        ranges += [
+            (first, last),  # exactly one year
+            (first + day, last),  # a year less its first day
+            (first, last - day),
+            (last, last + day),  # across new year
+            (dt.date(year, 2, 1), dt.date(year, 2, 28)),  # one whole month
+            (dt.date(year, 1, 31), dt.date(year, 3, 1)),  # one whole month and two days
+            (dt.date(year, 3, 15), dt.date(year + 1, 4, 14)),  # days, months, across a year
+        ]
+    ranges += [
+        (today - 3659 * day, today),
+        (today - 729 * day, today),
+        (today.replace(day=1), today),  # this month so far
+        (today.replace(month=1, day=1), today),  # this year so far
+        (dt.date(today.year - 2, 1, 1), today - day),  # two whole years, months and days
+    ]
+    return ranges
+
+
+@pytest.fixture
+def conn(scratch_dashboard: Dashboard) -> Any:
+    with scratch_dashboard.connect() as connection:
+        yield connection
+
+
+def test_every_block_keeps_exact_month_and_year_sums_under_the_catalog_name(
+    conn: Conn, scratch_dashboard: Dashboard
+) -> None:
+    for block in DAILY_BLOCKS:
+        assert relation_exists(conn, scratch_dashboard, block.rollups), block.rollups
+        key = conn.execute(
+            "select pg_get_indexdef(i.indexrelid) from pg_index i join pg_class c"
+            " on c.oid = i.indexrelid join pg_namespace n on n.oid = c.relnamespace"
+            " where n.nspname = %s and c.relname = %s and i.indisunique",
+            (scratch_dashboard.settings.schema, block.rollups + "__key"),
+        ).fetchone()
+        assert key and f"(organization_id, {ROLLUP_GRAIN}, {ROLLUP_START})" in key[0]
+    grains = conn.execute(
+        sql.SQL("select {g}, count(*) from {s}.{r} group by 1").format(
+            g=sql.Identifier(ROLLUP_GRAIN),
+            s=sql.Identifier(scratch_dashboard.settings.schema),
+            r=sql.Identifier(ORDERS.rollups),
+        )
+    ).fetchall()
+    counts = dict(grains)
+    assert counts.get("year", 0) >= 2 and counts.get("month", 0) >= 24, counts
+    assert rollup_differences(conn, scratch_dashboard) == {}
+
+
+def test_the_hybrid_statement_reads_each_blocks_rollups(dashboard: Dashboard) -> None:
+    with dashboard.connect() as conn:
+        deployment = discover(dashboard.settings, conn)
+        statements = HybridStatements(
+            dashboard.settings, deployment.available_views, changes=deployment.has_changes
+        )
+        assert all(statements.has_rollups(block) for block in DAILY_BLOCKS)
+        today = business_today(dashboard.settings)
+        params = {
+            "organization_id": dashboard.organization_ids[0],
+            "date_from": today - dt.timedelta(days=729),
+            "date_to": today,
+        }
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                sql.SQL("explain (analyze, costs off) {}").format(statements.metrics()), params
+            )
+        )
+    for block in DAILY_BLOCKS:
+        assert f"on {block.rollups}" in plan, block.rollups
+    # a two-year range reads whole years and months, never hundreds of day rows per block
+    day_rows = [
+        int(line.split("rows=")[1].split()[0])
+        for line in plan.splitlines()
+        if any(f"on {b.materialized_view} " in line for b in DAILY_BLOCKS) and "rows=" in line
+    ]
+    assert day_rows and max(day_rows) <= 62, day_rows
+
+
+def test_ranges_cut_at_month_and_year_edges_are_exact(dashboard: Dashboard) -> None:
+    client = Client(settings=dashboard.settings, cache=False)
+    today = business_today(dashboard.settings)
+    with dashboard.connect() as conn:
+        for org in dashboard.organization_ids[:2]:
+            for date_from, date_to in edge_ranges(today):
+                assert_matches_naive(
+                    conn, dashboard.settings, client.get_metrics(org, date_from, date_to)
+                )
+
+
+def test_back_dated_changes_inside_whole_years_are_exact_before_and_after_the_refresh(
+    conn: Conn, scratch_dashboard: Dashboard
+) -> None:
+    settings = scratch_dashboard.settings
+    org = scratch_dashboard.organization_ids[0]
+    src = sql.Identifier(settings.source_schema)
+    old = "created_at < now() - interval '400 days' and organization_id = %s"
+    # an order moved 45 days (across months), three soft-deleted, one imported 600 days back
+    conn.execute(
+        sql.SQL(
+            "update {a}.orders set created_at = created_at - interval '45 days' where id ="
+            f" (select id from {{a}}.orders where {old} order by created_at desc limit 1)"
+        ).format(a=src),
+        (org,),
+    )
+    conn.execute(
+        sql.SQL(
+            "update {a}.orders set deleted_at = now() where id in"
+            f" (select id from {{a}}.orders where {old} order by created_at limit 3)"
+        ).format(a=src),
+        (org,),
+    )
+    conn.execute(
+        sql.SQL(
+            "insert into {a}.orders select gen_random_uuid(), organization_id, customer_id,"
+            " 'delivered', 123456, now() - interval '600 days', now(), null from {a}.orders"
+            " where organization_id = %s limit 1"
+        ).format(a=src),
+        (org,),
+    )
+    client = Client(settings=settings, cache=False)
+    today = business_today(settings)
+    for date_from, date_to in edge_ranges(today):
+        result = client.get_metrics(org, date_from, date_to)
+        assert_matches_naive(conn, settings, result)
+    whole = client.get_metrics(org, today - dt.timedelta(days=3659), today)
+    assert whole.freshness["orders"].changed_days_live >= 3
+    refresh(scratch_dashboard, "tag:15min")
+    assert rollup_differences(conn, scratch_dashboard) == {}
+    left = conn.execute(
+        sql.SQL("select count(*) from {}.{} where daily_view = %s").format(
+            sql.Identifier(settings.schema), sql.Identifier(CHANGES_TABLE)
+        ),
+        (ORDERS.view,),
+    ).fetchone()
+    assert left == (0,)
+    for date_from, date_to in edge_ranges(today):
+        assert_matches_naive(conn, settings, client.get_metrics(org, date_from, date_to))
+
+
+def damage(conn: Conn, dashboard: Dashboard, block: DailyBlock) -> None:
+    conn.execute(
+        sql.SQL(
+            "update {s}.{r} set {c} = {c} + 1 where ctid = (select ctid from {s}.{r}"
+            " where {g} = 'year' limit 1)"
+        ).format(
+            s=sql.Identifier(dashboard.settings.schema),
+            r=sql.Identifier(block.rollups),
+            c=sql.Identifier(block.columns[0]),
+            g=sql.Identifier(ROLLUP_GRAIN),
+        )
+    )
+
+
+def test_a_damaged_rollup_fails_dbt_test_and_a_full_refresh_repairs_it(
+    conn: Conn, scratch_dashboard: Dashboard
+) -> None:
+    damage(conn, scratch_dashboard, ORDERS)
+    assert rollup_differences(conn, scratch_dashboard) == {ORDERS.rollups: (1, 1)}
+    tested = run_dbt(
+        ["test", "--select", ORDERS.materialized_view], scratch_dashboard.settings, check=False
+    )
+    assert tested.returncode != 0
+    assert "matches_rollups_" + ORDERS.materialized_view in tested.output
+    refresh(scratch_dashboard, ORDERS.materialized_view, "--full-refresh")
+    assert rollup_differences(conn, scratch_dashboard) == {}
+
+
+def test_without_rollups_the_read_sums_day_rows_and_the_next_run_rebuilds_them(
+    conn: Conn, scratch_dashboard: Dashboard
+) -> None:
+    settings = scratch_dashboard.settings
+    org = scratch_dashboard.organization_ids[1]
+    today = business_today(settings)
+    # the concurrent strategy keeps no rollups: the rebuild's swap drops them
+    refresh(
+        scratch_dashboard,
+        ORDERS.materialized_view,
+        dashquery_refresh_strategy={ORDERS.materialized_view: "concurrent"},
+    )
+    assert not relation_exists(conn, scratch_dashboard, ORDERS.rollups)
+    client = Client(settings=settings, cache=False)
+    for date_from, date_to in edge_ranges(today)[:7]:
+        result = client.get_metrics(org, date_from, date_to)
+        assert result.freshness["orders"].live_reason is None
+        assert_matches_naive(conn, settings, result)
+    refresh(scratch_dashboard, ORDERS.materialized_view)
+    assert relation_exists(conn, scratch_dashboard, ORDERS.rollups)
+    # dropped by hand: read from the day rows meanwhile, rebuilt by the next run
+    conn.execute(
+        sql.SQL("drop table {}.{}").format(
+            sql.Identifier(settings.schema), sql.Identifier(ORDERS.rollups)
+        )
+    )
+    client = Client(settings=settings, cache=False)
+    assert_matches_naive(
+        conn, settings, client.get_metrics(org, today - dt.timedelta(days=729), today)
+    )
+    assert "REBUILD" in refresh(scratch_dashboard, ORDERS.materialized_view).output
+    assert rollup_differences(conn, scratch_dashboard) == {}
