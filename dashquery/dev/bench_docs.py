@@ -128,7 +128,7 @@ def render_read_markdown(report: Mapping[str, Any]) -> str:
         machine_line(meta),
         "",
         "| range | naive p50 / p95 ms | cold hybrid p50 / p95 ms | cached p50 / p95 ms"
-        " | naive ÷ hybrid p50 / p95 | statement, server p50 / p95 ms |",
+        " | naive ÷ hybrid p50 / p95 | statement: server p50 / p95 ms, client EXECUTE p50 |",
         "|---|---|---|---|---|---|",
     ]
     for r in latency["ranges"]:
@@ -138,7 +138,7 @@ def render_read_markdown(report: Mapping[str, Any]) -> str:
             f"| {label} ({r['from']} – {r['to']}) | {_pair(stats['naive'][label])}"
             f" | {_pair(stats['hybrid'][label])} | {_pair(stats['cached'][label])}"
             f" | {_x(ratio.get('p50'))} / {_x(ratio.get('p95'))}"
-            f" | {_pair(statement.get(label, {}).get('execution_ms'))} |"
+            f" | {_statement_cell(statement.get(label))} |"
         )
     exact = latency["exact"]
     verdict = (
@@ -150,7 +150,7 @@ def render_read_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"Exact: {exact['checked']:,} results (hybrid and cached, every sample with a naive"
         f" read) compared key by key with the naive query in the same run: {verdict}."
-        f" Statement: {report['statement']['method']}.",
+        f" Statement: {report['statement']['method']}{_plans_text(report['statement'])}.",
         "",
         _cached_line(report),
         "",
@@ -169,6 +169,23 @@ def render_read_markdown(report: Mapping[str, Any]) -> str:
             f" | {measured} | {verdict} | {volume} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _statement_cell(figures: Mapping[str, Any] | None) -> str:
+    if not figures:
+        return "-"
+    client = figures.get("client_execute_ms")
+    return _pair(figures["execution_ms"]) + (f", {_ms(client['p50'])}" if client else "")
+
+
+def _plans_text(statement: Mapping[str, Any]) -> str:
+    plans, pool = statement.get("plans_while_measured"), statement.get("pool_statement_plans")
+    text = ""
+    if plans:
+        text += f"; plans while measured: {plans['generic']} generic, {plans['custom']} custom"
+    if pool:
+        text += f" (the pool's own statement: {pool['generic']} generic, {pool['custom']} custom)"
+    return text
 
 
 def _cached_line(report: Mapping[str, Any]) -> str:

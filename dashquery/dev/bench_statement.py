@@ -4,15 +4,21 @@ statement <= 1.5 ms server-side").
 Method: the statement ``Client.compute`` runs (the bytes its ``Computer`` rendered, with
 ``%(name)s`` placeholders) is prepared under a name of its own on one of the client's pool
 connections, so the session settings are the read path's (jit off, random_page_cost), and
-run as a **generic plan** (``plan_cache_mode = force_generic_plan``: what the pool's
-prepared statement uses after its first executions) under ``EXPLAIN (ANALYZE, TIMING OFF,
-SUMMARY ON)``. The figure is PostgreSQL's "Execution Time" (executor start to end, no
-network, no parse/plan); TIMING OFF keeps the per-node clock calls out of it. The stack has
-no pg_stat_statements (it needs shared_preload_libraries), hence EXPLAIN.
+executed as the pool's own prepared statement is: ``plan_cache_mode`` as the session has it,
+so after its first five executions PostgreSQL's plan cache settles on a generic or a custom
+plan by cost, the same choice it makes for the pool's statement (both counts are reported,
+beside the pool statement's own from ``pg_prepared_statements``). Each range then alternates
+``EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) EXECUTE`` (PostgreSQL's "Execution Time":
+executor start to end, no network, no parse or plan; TIMING OFF keeps the per-node clock
+calls out of it, row counting stays) with a plain ``EXECUTE`` timed by the client (the
+statement, the round trip and the transfer of its one row, no result building): the server
+figure and its bound from the other side. The stack has no pg_stat_statements (it needs
+shared_preload_libraries), hence EXPLAIN.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -23,11 +29,13 @@ from rich.progress import Progress
 
 from dashquery.client import Client
 from dashquery.dev.bench_options import BenchRange
-from dashquery.dev.bench_stats import summarize
+from dashquery.dev.bench_stats import elapsed_ms, summarize
 
 _NAME = "dashquery_bench_statement"
 _PLACEHOLDERS = {"organization_id": "$1", "date_from": "$2", "date_to": "$3"}
 WARM_UP = 2  # runs per range before the measured ones (buffers, the first execution)
+SETTLE = 6  # executions before any measurement: the plan cache chooses after five
+_PLANS = "select generic_plans, custom_plans from pg_prepared_statements where name = %s"
 
 
 def server_text(rendered: bytes) -> str:
@@ -47,46 +55,76 @@ def measure_statement(
     samples: int,
     bar: Progress,
 ) -> dict[str, Any]:
-    """EXPLAIN ANALYZE execution (and planning) ms of the hybrid statement per range."""
+    """Server-side execution (and planning) ms of the hybrid statement per range, and the
+    client-timed EXECUTE beside it (module doc)."""
     task = bar.add_task("hybrid statement, server side", total=len(ranges) * samples)
     by_range: dict[str, Any] = {}
     with client.pool.connection() as conn:
         _, rendered = client.computer.statements(conn)
+        pool_plans = _pool_plans(conn)
         # A str without parameters goes to the server as it is (no placeholder parsing).
         conn.execute(f"prepare {_NAME} (uuid, date, date) as " + server_text(rendered))
         try:
-            conn.execute("set plan_cache_mode = force_generic_plan")
+            for _ in range(SETTLE):
+                conn.execute(_statement("", org, ranges[0]))
+            before = conn.execute(_PLANS, (_NAME,)).fetchone()
             for r in ranges:
-                runs = [_explain(conn, org, r) for _ in range(WARM_UP + samples)][WARM_UP:]
-                bar.advance(task, samples)
+                for _ in range(WARM_UP):
+                    _explain(conn, org, r)
+                explained, executed = [], []
+                for _ in range(samples):
+                    explained.append(_explain(conn, org, r))
+                    started = time.perf_counter()
+                    conn.execute(_statement("", org, r)).fetchall()
+                    executed.append(elapsed_ms(started))
+                    bar.advance(task)
                 by_range[r.label] = {
-                    "execution_ms": summarize([e for e, _ in runs]),
-                    "planning_ms": summarize([p for _, p in runs]),
+                    "execution_ms": summarize([e for e, _ in explained]),
+                    "planning_ms": summarize([p for _, p in explained]),
+                    "client_execute_ms": summarize(executed),
                 }
+            after = conn.execute(_PLANS, (_NAME,)).fetchone()
         finally:
-            conn.execute("reset plan_cache_mode")
             conn.execute(sql.SQL("deallocate {}").format(sql.Identifier(_NAME)))
+    assert before is not None and after is not None
     return {
         "method": "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) EXECUTE of the read path's"
-        " statement, generic plan (plan_cache_mode = force_generic_plan), on a pool"
-        " connection; 'Execution Time' as PostgreSQL reports it",
+        " statement prepared on a pool connection, the plan the plan cache chose after"
+        f" {SETTLE} executions; 'Execution Time' as PostgreSQL reports it",
         "organization": str(org),
         "samples": samples,
+        "plans_while_measured": {
+            "generic": after[0] - before[0],
+            "custom": after[1] - before[1],
+        },
+        "pool_statement_plans": pool_plans,
         "ranges": by_range,
     }
 
 
-def _explain(conn: psycopg.Connection[Any], org: uuid.UUID, r: BenchRange) -> tuple[float, float]:
-    # Literals, not parameters: EXPLAIN EXECUTE is a utility statement and takes none.
-    query = sql.SQL(
-        "explain (analyze, timing off, summary on, format json) execute {} ({}, {}, {})"
-    ).format(
+def _pool_plans(conn: psycopg.Connection[Any]) -> dict[str, int] | None:
+    """Generic and custom plans of the pool connection's own prepared hybrid statement:
+    psycopg's (``_pg3_*``), the longest by far (the metrics statement unions every block)."""
+    row = conn.execute(
+        "select generic_plans, custom_plans from pg_prepared_statements"
+        " where name like '\\_pg3\\_%' order by length(statement) desc limit 1"
+    ).fetchone()
+    return None if row is None else {"generic": row[0], "custom": row[1]}
+
+
+def _statement(prefix: str, org: uuid.UUID, r: BenchRange) -> sql.Composed:
+    # Literals, not parameters: EXPLAIN and EXECUTE are utility statements and take none.
+    return sql.SQL(prefix + "execute {} ({}, {}, {})").format(
         sql.Identifier(_NAME),
         sql.Literal(str(org)),
         sql.Literal(r.date_from),
         sql.Literal(r.date_to),
     )
-    row = conn.execute(query).fetchone()
+
+
+def _explain(conn: psycopg.Connection[Any], org: uuid.UUID, r: BenchRange) -> tuple[float, float]:
+    prefix = "explain (analyze, timing off, summary on, format json) "
+    row = conn.execute(_statement(prefix, org, r)).fetchone()
     assert row is not None
     plan = row[0][0]
     return float(plan["Execution Time"]), float(plan.get("Planning Time", 0.0))

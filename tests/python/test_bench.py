@@ -126,6 +126,11 @@ def assert_read_parts(report: dict[str, Any], *, naive_per_range: int) -> None:
     assert "EXPLAIN" in statement["method"] and statement["organization"]
     for label, figures in statement["ranges"].items():
         assert_stats(figures["execution_ms"], f"statement {label}")
+        assert_stats(figures["client_execute_ms"], f"EXECUTE {label}")
+        assert figures["execution_ms"]["n"] == statement["samples"]
+    plans = statement["plans_while_measured"]  # one plan per EXPLAIN and EXECUTE
+    assert plans["generic"] + plans["custom"] >= 2 * statement["samples"] * len(ranges)
+    assert statement["pool_statement_plans"] is not None
     targets = {t["name"]: t for t in report["targets"]}
     assert set(targets) >= FLOOR_TARGETS
     assert targets["reads_exact"]["measured"] == 1.0 and targets["reads_exact"]["passed"]
