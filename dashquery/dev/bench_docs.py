@@ -121,7 +121,7 @@ def render_read_markdown(report: Mapping[str, Any]) -> str:
     statement = report["statement"]["ranges"]
     naive_n = {label: s["n"] for label, s in stats["naive"].items()}
     lines = [
-        f"**{meta['scenario']} scenario, {meta['volume']}** — run"
+        f"**{_title(meta)}** — run"
         f" {meta['started_at'][:16].replace('T', ' ')} UTC, seed {meta['seed']},"
         f" {meta['samples']} samples per range (naive {min(naive_n.values())} of them),"
         f" {meta['seconds']:,.0f} s measuring. {_data_line(meta)}",
@@ -169,6 +169,11 @@ def render_read_markdown(report: Mapping[str, Any]) -> str:
             f" | {measured} | {verdict} | {volume} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _title(meta: Mapping[str, Any]) -> str:
+    scenario, volume = meta.get("scenario", "read"), meta["volume"]
+    return f"{scenario} scenario" + ("" if volume == scenario else f", {volume}")
 
 
 def _statement_cell(figures: Mapping[str, Any] | None) -> str:

@@ -88,7 +88,7 @@ def floor_targets(report: Mapping[str, Any]) -> list[dict[str, Any]]:
         _target(
             "statement_730d_server_ms",
             "hybrid statement over 730 days, server side: EXPLAIN ANALYZE execution p50"
-            " (generic plan)",
+            " (the pool's plan)",
             statement["execution_ms"]["p50"] if statement else None, "<=", 1.5, "ms", volume,
             defined_at=TARGET_VOLUME,
         ),
