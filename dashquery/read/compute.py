@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -27,7 +26,7 @@ from dashquery.config import Settings
 from dashquery.read.discovery import Deployment, check_statement, deployment_check, discover
 from dashquery.read.request import MetricsRequest
 from dashquery.read.runner import Runner
-from dashquery.read.statement import HybridStatements
+from dashquery.read.statement import HybridStatements, arguments, native
 from dashquery.result import BlockFreshness, DashboardMetrics, MetricValue
 
 log = logging.getLogger(__name__)
@@ -78,7 +77,7 @@ class Computer(Runner):
                     or changes != self._statements.changes
                 ):
                     self._statements = HybridStatements(self.settings, usable, changes=changes)
-                    self._rendered = self._statements.metrics().as_bytes(conn)
+                    self._rendered = native(self._statements.metrics().as_bytes(conn))
                 self._discovered_at = time.monotonic()
             return self._statements, self._rendered
 
@@ -131,14 +130,14 @@ class Computer(Runner):
     def fetch(
         self,
         conn: psycopg.Connection[Any],
-        statement: bytes | sql.Composable,
+        statement: bytes,
         params: Mapping[str, Any],
     ) -> Mapping[str, Any]:
-        """Run one hybrid statement (metrics or series, prepared) and return its one row,
-        after ``observe`` has seen its deployment check: every hybrid read goes through
-        here, so any of them notices a new fingerprint or settings drift."""
-        cursor = conn.cursor(row_factory=dict_row)
-        row = cursor.execute(statement, params, prepare=True).fetchone()
+        """Run one hybrid statement (metrics or series, prepared, its text from ``native``)
+        and return its one row, after ``observe`` has seen its deployment check: every hybrid
+        read goes through here, so any of them notices a new fingerprint or settings drift."""
+        cursor = psycopg.RawCursor(conn, row_factory=dict_row)
+        row = cursor.execute(statement, arguments(params), prepare=True).fetchone()
         assert row is not None  # aggregates always yield one row
         self.observe(row["watermarks"])
         return row

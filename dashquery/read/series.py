@@ -37,7 +37,7 @@ from dashquery.read.series_request import (
     SeriesRequest,
     period_starts,
 )
-from dashquery.read.statement import HybridStatements
+from dashquery.read.statement import HybridStatements, native
 from dashquery.result import BlockFreshness
 
 __all__ = [
@@ -62,9 +62,9 @@ class SeriesStatements:
 
     def __init__(self, hybrid: HybridStatements) -> None:
         self.hybrid = hybrid
-        self._built: dict[tuple[str, str], sql.Composed] = {}
+        self._built: dict[tuple[str, str], bytes] = {}
 
-    def statement(self, metric: str, grain: str) -> sql.Composed:
+    def statement(self, conn: psycopg.Connection[Any], metric: str, grain: str) -> bytes:
         """One row: the periods with rows, their sums, and the watermarks.
 
         The grain is a literal (so each statement keeps one generic plan), taken only from
@@ -75,7 +75,7 @@ class SeriesStatements:
             raise InvalidQuery(f"no series statement for metric={metric!r}, grain={grain!r}")
         built = self._built.get((metric, grain))
         if built is None:
-            built = self._built[(metric, grain)] = sql.SQL(
+            composed = sql.SQL(
                 "with {ctes}, periods as ("
                 "select date_trunc({grain}, business_day::timestamp)::date as period_start,"
                 " sum({column}) as value from ({rows}) as days group by 1)"
@@ -89,6 +89,7 @@ class SeriesStatements:
                 rows=self.hybrid.daily_rows(SERIES_METRICS[metric]),
                 freshness=self.hybrid.freshness_columns(),
             )
+            built = self._built[(metric, grain)] = native(composed.as_bytes(conn))
         return built
 
 
@@ -156,7 +157,7 @@ class SeriesReader:
             hybrid, _ = self.computer.statements(conn)
             if self._statements is None or self._statements.hybrid is not hybrid:
                 self._statements = SeriesStatements(hybrid)
-            statement = self._statements.statement(request.metric, request.grain)
+            statement = self._statements.statement(conn, request.metric, request.grain)
             # Computer.fetch: the same deployment check (identity refresh) as get_metrics
             return self._result(request, hybrid, self.computer.fetch(conn, statement, params))
 
