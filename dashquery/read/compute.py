@@ -23,10 +23,11 @@ from dashquery.catalog import (
     RELATIONS,
 )
 from dashquery.config import Settings
+from dashquery.read.binding import RangeRequest, arguments, native
 from dashquery.read.discovery import Deployment, check_statement, deployment_check, discover
 from dashquery.read.request import MetricsRequest
 from dashquery.read.runner import Runner
-from dashquery.read.statement import HybridStatements, arguments, native
+from dashquery.read.statement import HybridStatements
 from dashquery.result import BlockFreshness, DashboardMetrics, MetricValue
 
 log = logging.getLogger(__name__)
@@ -115,15 +116,9 @@ class Computer(Runner):
                 self._discovered_at = 0.0
 
     def compute(self, request: MetricsRequest) -> DashboardMetrics:
-        params = {
-            "organization_id": request.organization_id,
-            "date_from": request.date_from,
-            "date_to": request.date_to,
-        }
-
         def read(conn: psycopg.Connection[Any]) -> DashboardMetrics:
             statements, statement = self.statements(conn)
-            return self._result(request, statements, self.fetch(conn, statement, params))
+            return self._result(request, statements, self.fetch(conn, statement, request))
 
         return self.run(read)
 
@@ -131,13 +126,13 @@ class Computer(Runner):
         self,
         conn: psycopg.Connection[Any],
         statement: bytes,
-        params: Mapping[str, Any],
+        request: RangeRequest,
     ) -> Mapping[str, Any]:
         """Run one hybrid statement (metrics or series, prepared, its text from ``native``)
         and return its one row, after ``observe`` has seen its deployment check: every hybrid
         read goes through here, so any of them notices a new fingerprint or settings drift."""
         cursor = psycopg.RawCursor(conn, row_factory=dict_row)
-        row = cursor.execute(statement, arguments(params), prepare=True).fetchone()
+        row = cursor.execute(statement, arguments(request), prepare=True).fetchone()
         assert row is not None  # aggregates always yield one row
         self.observe(row["watermarks"])
         return row

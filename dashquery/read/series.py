@@ -29,6 +29,7 @@ from psycopg import sql
 from dashquery.cache.values import MetricsCache
 from dashquery.catalog import METRIC_KINDS, DailyBlock
 from dashquery.errors import InvalidQuery
+from dashquery.read.binding import native
 from dashquery.read.compute import Computer, changed_days_live, range_freshness
 from dashquery.read.series_request import (
     GRAINS,
@@ -37,7 +38,7 @@ from dashquery.read.series_request import (
     SeriesRequest,
     period_starts,
 )
-from dashquery.read.statement import HybridStatements, native
+from dashquery.read.statement import HybridStatements
 from dashquery.result import BlockFreshness
 
 __all__ = [
@@ -147,19 +148,13 @@ class SeriesReader:
         return series
 
     def compute(self, request: SeriesRequest) -> Series:
-        params = {
-            "organization_id": request.organization_id,
-            "date_from": request.date_from,
-            "date_to": request.date_to,
-        }
-
         def read(conn: psycopg.Connection[Any]) -> Series:
             hybrid, _ = self.computer.statements(conn)
             if self._statements is None or self._statements.hybrid is not hybrid:
                 self._statements = SeriesStatements(hybrid)
             statement = self._statements.statement(conn, request.metric, request.grain)
             # Computer.fetch: the same deployment check (identity refresh) as get_metrics
-            return self._result(request, hybrid, self.computer.fetch(conn, statement, params))
+            return self._result(request, hybrid, self.computer.fetch(conn, statement, request))
 
         return self.computer.run(read)
 

@@ -18,9 +18,7 @@ expression indexes on ``(organization_id, day(ts))``. Request values are bound p
 
 from __future__ import annotations
 
-import re
-from collections.abc import Collection, Mapping
-from typing import Any, Final
+from collections.abc import Collection
 
 from psycopg import sql
 
@@ -54,28 +52,6 @@ _FINAL_METRICS = """
         as average_resolution_hours,
     {current_state}.*
 """
-
-
-# The request's values, in the order of their native placeholders $1, $2, $3 (``native``).
-PARAMETERS: Final = ("organization_id", "date_from", "date_to")
-
-
-def native(rendered: bytes) -> bytes:
-    """A rendered statement with PostgreSQL's own placeholders, for a ``RawCursor``.
-
-    psycopg parses a query for ``%(name)s`` on every execution and caches the result only
-    for texts under 4 kB; the hybrid statement is ~30 kB, so that parse cost ~0.1-0.4 ms per
-    read. Rewritten once here, each read binds ``PARAMETERS`` positionally instead.
-    """
-    for number, name in enumerate(PARAMETERS, 1):
-        rendered = rendered.replace(f"%({name})s".encode(), f"${number}".encode())
-    if re.search(rb"%\([a-z_]+\)s", rendered):
-        raise ValueError("a hybrid statement names a parameter outside PARAMETERS")
-    return rendered
-
-
-def arguments(params: Mapping[str, Any]) -> list[Any]:
-    return [params[name] for name in PARAMETERS]
 
 
 class HybridStatements(Bookkeeping):

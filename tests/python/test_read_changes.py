@@ -372,9 +372,7 @@ def test_changed_days_are_index_probes_and_the_materialized_arms_range_scans(
     index range scan of its materialized relation's key."""
     with Client(settings=dashboard.settings, cache=False) as client:
         _, rendered = client.computer.statements(conn)
-    text = rendered.decode()
-    for number, name in enumerate(("organization_id", "date_from", "date_to"), 1):
-        text = text.replace(f"%({name})s", f"${number}")
+    text = rendered.decode()  # with native placeholders $1..$3 (read.binding.native)
     conn.execute("set plan_cache_mode = force_generic_plan")
     conn.execute(f"prepare changed_plan (uuid, date, date) as {text}")
     try:
