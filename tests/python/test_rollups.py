@@ -41,8 +41,9 @@ def rollup_differences(conn: Conn, dashboard: Dashboard) -> dict[str, tuple[int,
         expected = sql.SQL("({})").format(
             sql.SQL(" union all ").join(
                 sql.SQL(
-                    "select organization_id, {grain}::text, date_trunc({grain}, business_day)::date,"
-                    " {sums} from {schema}.{view} group by 1, 2, 3"
+                    "select organization_id, {grain}::text,"
+                    " date_trunc({grain}, business_day)::date, {sums}"
+                    " from {schema}.{view} group by 1, 2, 3"
                 ).format(
                     grain=sql.Literal(grain),
                     sums=sums,
@@ -298,3 +299,46 @@ def test_without_rollups_the_read_sums_day_rows_and_the_next_run_rebuilds_them(
     )
     assert "REBUILD" in refresh(scratch_dashboard, ORDERS.materialized_view).output
     assert rollup_differences(conn, scratch_dashboard) == {}
+
+
+def test_read_sessions_never_plan_parallel_workers(
+    conn: Conn, scratch_dashboard: Dashboard
+) -> None:
+    """A Gather in a read's plan costs worker start-ups (and on ten years of history the
+    generic plan preferred a parallel scan of a whole index over expression-index probes:
+    85 ms for a 1-day read). With parallelism made free for the database, the plan the
+    client's own sessions get must still have none."""
+    database = sql.Identifier(conn.info.dbname)
+    cheap = {
+        "parallel_setup_cost": "0",
+        "parallel_tuple_cost": "0",
+        "min_parallel_table_scan_size": "0",
+        "min_parallel_index_scan_size": "0",
+    }
+    for name, value in cheap.items():
+        conn.execute(
+            sql.SQL("alter database {} set {} = {}").format(
+                database, sql.Identifier(name), sql.Literal(value)
+            )
+        )
+    try:
+        today = business_today(scratch_dashboard.settings)
+        args = [scratch_dashboard.organization_ids[0], today - dt.timedelta(days=729), today]
+        with dashboard_client(scratch_dashboard) as client, client.pool.connection() as read:
+            _, statement = client.computer.statements(read)
+            plan = "\n".join(
+                row[0] for row in psycopg.RawCursor(read).execute(b"explain " + statement, args)
+            )
+            assert read.execute("show parallel_setup_cost").fetchone() == ("0",)
+        assert "Gather" not in plan
+        with scratch_dashboard.connect() as other:  # the database's default: parallel
+            other_plan = "\n".join(
+                row[0] for row in psycopg.RawCursor(other).execute(b"explain " + statement, args)
+            )
+        assert "Gather" in other_plan, "parallelism was not cheap enough to test anything"
+    finally:
+        conn.execute(sql.SQL("alter database {} reset all").format(database))
+
+
+def dashboard_client(dashboard: Dashboard) -> Client:
+    return Client(settings=dashboard.settings, cache=False)
