@@ -528,3 +528,19 @@ def test_docs_sections_are_generated_from_the_json(
     saved.write_text(json.dumps({"meta": {"scenario": "nope"}}))
     result = CliRunner().invoke(cli, render)
     assert result.exit_code != 0 and docs.read_text() == after
+
+
+def test_naive_turns_spread_evenly_and_statement_text_is_server_sql() -> None:
+    from dashquery.dev.bench_latency import _naive_turns
+    from dashquery.dev.bench_statement import server_text
+
+    turns = _naive_turns(60, 10)
+    assert sum(turns) == 10 and len(turns) == 60
+    assert max(i for i, t in enumerate(turns) if t) >= 50  # spread, not the first ten
+    assert all(_naive_turns(5, None)) and sum(_naive_turns(3, 10)) == 3
+    text = server_text(
+        b"select %(organization_id)s, %(date_from)s::date, %(date_to)s::date, 'a%%b'"
+    )
+    assert text == "select $1, $2::date, $3::date, 'a%b'"
+    with pytest.raises(ValueError, match="placeholder"):
+        server_text(b"select %(other)s")
