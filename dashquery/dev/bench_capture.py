@@ -16,8 +16,7 @@ machine's load weighs on all alike.
 
 Single rows written without capture are then touched once with capture on (a no-op
 UPDATE), so the change table records their groups and every later read stays exact; the bulk
-rows are deleted again after each load (see ``_bulk``). The refresh half is in
-``bench_capture_refresh``.
+rows are deleted again after each load (``_bulk``). The refresh half: ``bench_capture_refresh``.
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ WITHOUT_CAPTURE = {
     "replica": "session_replication_role = replica for the session: no ordinary trigger"
     " fires, so the capture triggers are skipped, and so are the foreign-key checks (RI"
     " triggers): the ratio is an upper bound of the capture triggers' own cost",
-    "triggers_disabled": "ALTER TABLE ... DISABLE TRIGGER on the table's three dq_capture"
+    "triggers_disabled": "ALTER TABLE ... DISABLE TRIGGER on the table's dq_capture"
     " triggers while that mode's block runs (foreign-key checks kept, as with capture"
     " switched off): the ratio is the capture triggers' own cost",
 }
@@ -97,15 +96,18 @@ class _Picks:
 
 @contextmanager
 def capture_off(conn: Conn, src: sql.Identifier, table: str, mode: str) -> Iterator[None]:
-    """In mode ``triggers_disabled``: the table's capture triggers disabled meanwhile."""
+    """In mode ``triggers_disabled``: every dq_capture trigger of the table (mark included) off."""
     if mode != "triggers_disabled":
         yield
         return
-    names = [sql.Identifier(f"dq_capture_{table}_{event}") for event in ("ins", "upd", "del")]
+    relation = sql.SQL("{}.{}").format(src, sql.Identifier(table))
+    query = "select tgname from pg_trigger where tgrelid = %s::regclass and tgname like %s"
+    like = f"dq\\_capture\\_{table}\\_%"
+    names = [sql.Identifier(n) for (n,) in conn.execute(query, (relation.as_string(conn), like))]
 
     def alter(action: str) -> None:
         actions = sql.SQL(", ").join(sql.SQL(action + " trigger {}").format(n) for n in names)
-        conn.execute(sql.SQL("alter table {}.{} {}").format(src, sql.Identifier(table), actions))
+        conn.execute(sql.SQL("alter table {} {}").format(relation, actions))
 
     alter("disable")
     try:

@@ -18,13 +18,20 @@
   For each table T named by any mapping, "<DASHQUERY_SCHEMA>".dq_capture_T() (PL/pgSQL,
   SECURITY DEFINER with search_path = pg_catalog, pg_temp: the application's roles need no
   privilege on dashquery_changes, and nothing they create can shadow what it calls) runs one
-  INSERT ... SELECT DISTINCT over the UNION ALL of the blocks' selects for the event
-  (PL/pgSQL plans a branch of the IF only when it runs), `on conflict do nothing` (the key
-  ends with the transaction id: it dedups within the transaction only), and then
-  pg_notify('dashquery_changes', <the organization ids it inserted, comma-separated>), in
-  batches of 200 ids (a payload must stay under 8000 bytes). Triggers dq_capture_T_ins,
+  static INSERT ... SELECT DISTINCT over the UNION ALL of the blocks' selects for the event
+  (static SQL: PL/pgSQL plans it once per session and trigger and reuses the plan; a branch
+  of the IF is planned only when it runs; blocks with the same select share one branch,
+  cross joined with their views), `on conflict do nothing` (the key ends with the transaction
+  id: it dedups within the transaction only), and then, unless var dashquery_capture_notify
+  is false, pg_notify('dashquery_changes', <the organization ids it inserted,
+  comma-separated>), in batches of 200 ids (a payload must stay under 8000 bytes).
+  Correctness never depends on the notification (the read path and the refresh read
+  dashquery_changes; `dashquery listen` falls back to polling it). Triggers dq_capture_T_ins,
   dq_capture_T_upd, dq_capture_T_del (one event each: PostgreSQL refuses transition tables on
   a trigger with more than one event).
+  What a single-row statement pays is mostly fixed per statement and per plan node (executor
+  start-up of the INSERT, the ON CONFLICT arbiter probe, RETURNING for the notification),
+  not per row: docs/BENCHMARKS.md, "Change capture".
 
   What the application sees:
     - every INSERT / UPDATE / DELETE statement on T runs the function once, in its own
@@ -104,8 +111,16 @@
 {%- endmacro %}
 
 
-{# dashquery_capture_render: a mapping's select with business_day(...) and source(...) expanded. #}
-{% macro dashquery_capture_render(select) -%}
+{#
+  dashquery_capture_render: a mapping's select with business_day(...) and source(...)
+  expanded and, given `changed` (the event's transition rows as SQL), every `from changed` /
+  `join changed` made a subquery in place. A subquery with a WITH clause is never pulled up
+  into the query around it, so `with changed as (...)` would keep a Subquery Scan per
+  mapping in the plan, and each plan node costs a single-row statement its executor
+  start-up; a plain subquery is flattened. A mapping naming `changed` otherwise keeps the
+  WITH clause (correct, a few plan nodes dearer).
+#}
+{% macro dashquery_capture_render(select, changed=none) -%}
     {%- set ns = namespace(sql=select) -%}
     {%- for expr in modules.re.findall('business_day\\(([^()]+)\\)', select) -%}
         {%- set ns.sql = ns.sql.replace('business_day(' ~ expr ~ ')', business_day(expr | trim)) -%}
@@ -113,6 +128,16 @@
     {%- for table in modules.re.findall('source\\((\\w+)\\)', select) -%}
         {%- set ns.sql = ns.sql.replace('source(' ~ table ~ ')', dashquery_capture_source(table) | string) -%}
     {%- endfor -%}
+    {%- if changed is not none -%}
+        {%- set pattern = '\\b(from|join)\\s+changed\\b(?!\\s*\\.)(?!\\s+as\\b)' -%}
+        {%- set places = modules.re.findall(pattern, ns.sql, flags=modules.re.IGNORECASE) | length -%}
+        {%- set names = modules.re.findall('\\bchanged\\b(?!\\s*\\.)', ns.sql, flags=modules.re.IGNORECASE) | length -%}
+        {%- if places > 0 and places == names -%}
+            {%- set ns.sql = modules.re.sub(pattern, '\\1 (' ~ changed ~ ') as changed', ns.sql, flags=modules.re.IGNORECASE) -%}
+        {%- else -%}
+            {%- set ns.sql = 'with changed as (' ~ changed ~ ') ' ~ ns.sql -%}
+        {%- endif -%}
+    {%- endif -%}
     {{ return(ns.sql) }}
 {%- endmacro %}
 
@@ -138,18 +163,67 @@
 {%- endmacro %}
 
 
-{# dashquery_capture_insert: the one INSERT ... SELECT DISTINCT of an event, ids into `organizations`. #}
-{% macro dashquery_capture_insert(entries, event) -%}
-        with inserted as (
-            insert into {{ bookkeeping_relation('dashquery_changes').include(database=false) }} (organization_id, daily_view, business_day)
+{#
+  dashquery_capture_groups: the entries of a table grouped by (select, on_update_of), views in
+  name order: blocks whose mappings are the same select (daily_orders and
+  daily_order_customers read an order's own day) share one scan of the transition rows,
+  cross joined with their views, instead of one UNION ALL branch each. A single-row
+  statement's cost is mostly per plan node (measured, docs/BENCHMARKS.md), not per row.
+#}
+{% macro dashquery_capture_groups(entries) -%}
+    {%- set groups = [] -%}
+    {%- set index = {} -%}
+    {%- for entry in entries -%}
+        {%- set key = entry.select ~ '\n' ~ (entry.on_update_of | join(',')) -%}
+        {%- if key not in index -%}
+            {%- do index.update({key: groups | length}) -%}
+            {%- do groups.append({'select': entry.select, 'on_update_of': entry.on_update_of, 'views': []}) -%}
+        {%- endif -%}
+        {%- do groups[index[key]]['views'].append(entry.view) -%}
+    {%- endfor -%}
+    {{ return(groups) }}
+{%- endmacro %}
+
+
+{# dashquery_capture_notify_enabled: var dashquery_capture_notify (default true) as a boolean. #}
+{% macro dashquery_capture_notify_enabled() -%}
+    {%- set value = var('dashquery_capture_notify', true) -%}
+    {%- if value is string -%}
+        {%- set value = value | lower -%}
+        {%- if value in ['true', 'on', 'yes', '1'] -%}{{ return(true) }}{%- endif -%}
+        {%- if value in ['false', 'off', 'no', '0'] -%}{{ return(false) }}{%- endif -%}
+    {%- elif value in [true, false] -%}
+        {{ return(value) }}
+    {%- endif -%}
+    {{ exceptions.raise_compiler_error("var dashquery_capture_notify must be true or false, not " ~ value) }}
+{%- endmacro %}
+
+
+{#
+  dashquery_capture_insert: the one INSERT ... SELECT DISTINCT of an event; with notify, the
+  organization ids it inserted into `organizations` (RETURNING + array_agg costs a CTE scan
+  and a sort per statement: without notify the statement is the bare insert).
+#}
+{% macro dashquery_capture_insert(entries, event, notify) -%}
+    {%- set groups = dashquery_capture_groups(entries) -%}
+    {%- set changes = bookkeeping_relation('dashquery_changes').include(database=false) -%}
+    {%- set insert -%}
+            insert into {{ changes }} (organization_id, daily_view, business_day)
             select distinct groups.organization_id, groups.daily_view, groups.business_day
             from (
-            {%- for entry in entries %}
-                select {{ dashquery_literal(entry.view) }}::text as daily_view, g.organization_id, g.business_day::date
+            {%- for group in groups %}
+                {%- if group.views | length == 1 %}
+                select {{ dashquery_literal(group.views[0]) }}::text as daily_view, g.organization_id, g.business_day::date as business_day
                 from (
-                    with changed as ({{ dashquery_capture_changed(event, entry.on_update_of) }})
-                    {{ dashquery_capture_render(entry.select) }}
+                    {{ dashquery_capture_render(group.select, dashquery_capture_changed(event, group.on_update_of)) }}
                 ) as g (organization_id, business_day)
+                {%- else %}
+                select views.daily_view, g.organization_id, g.business_day::date as business_day
+                from (
+                    {{ dashquery_capture_render(group.select, dashquery_capture_changed(event, group.on_update_of)) }}
+                ) as g (organization_id, business_day)
+                cross join (values {% for view in group.views %}({{ dashquery_literal(view) }}::text){{ ', ' if not loop.last }}{% endfor %}) as views (daily_view)
+                {%- endif %}
                 {%- if not loop.last %}
                 union all
                 {%- endif %}
@@ -157,147 +231,102 @@
             ) as groups
             where groups.organization_id is not null and groups.business_day is not null
             on conflict do nothing
+    {%- endset -%}
+    {%- if notify %}
+        with inserted as (
+{{ insert }}
             returning organization_id
         )
         select array_agg(distinct inserted.organization_id) into organizations from inserted;
+    {%- else %}
+{{ insert }};
+    {%- endif -%}
 {%- endmacro %}
 
 
-{# dashquery_capture_body: the PL/pgSQL body of a table's capture function. #}
-{% macro dashquery_capture_body(entries) -%}
+{#
+  dashquery_capture_marked: the columns of a table named by any of its entries' on_update_of,
+  sorted. A table with such columns also gets dq_capture_<table>_mark, a row-level AFTER
+  UPDATE trigger WHEN (old.<columns>) IS DISTINCT FROM (new.<columns>): evaluated per row in
+  the executor, it calls the function (which sets a transaction-local flag) only for a row
+  that changed one of them. Without the flag the UPDATE branch leaves out the on_update_of
+  entries, whose old/new pairing and dependant lookup (e.g. an order's completed jobs) were
+  about a quarter of a single-row UPDATE's capture cost, and finds nothing in that case
+  anyway: no row changed those columns. The flag stays on until the transaction ends (a
+  nested statement's own capture cannot clear it for an outer one); a rolled-back
+  subtransaction takes its flag with its rows. (PostgreSQL refuses UPDATE OF <columns> on
+  a trigger with transition tables, hence the row trigger.)
+#}
+{% macro dashquery_capture_marked(entries) -%}
+    {%- set columns = [] -%}
+    {%- for entry in entries -%}
+        {%- for column in entry.on_update_of if column not in columns -%}
+            {%- do columns.append(column) -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {{ return(columns | sort) }}
+{%- endmacro %}
+
+
+{# dashquery_capture_flag: the transaction-local setting the mark trigger sets for a table. #}
+{% macro dashquery_capture_flag(table) -%}
+    {{ dashquery_literal('dashquery.capture_' ~ table) }}
+{%- endmacro %}
+
+
+{#
+  dashquery_capture_body: the PL/pgSQL body of a table's capture function. pg_notify is
+  called as an assignment (a simple expression, evaluated without the SPI round trip a
+  PERFORM costs), once when the ids fit one payload.
+#}
+{% macro dashquery_capture_body(table, entries) -%}
+{%- set notify = dashquery_capture_notify_enabled() -%}
+{%- set marked = dashquery_capture_marked(entries) -%}
+{%- set unmarked = entries | rejectattr('on_update_of') | list -%}
 declare
+    flag text;
+{%- if notify %}
     organizations uuid[];
     batch_start integer;
+{%- endif %}
 begin
+{%- if marked %}
+    if tg_level = 'ROW' then
+        flag := set_config({{ dashquery_capture_flag(table) }}, 'on', true);
+        return null;
+    end if;
+{%- endif %}
     if tg_op = 'INSERT' then
-{{ dashquery_capture_insert(entries, 'new') }}
+{{ dashquery_capture_insert(entries, 'new', notify) }}
     elsif tg_op = 'UPDATE' then
-{{ dashquery_capture_insert(entries, 'update') }}
+{%- if marked %}
+        if current_setting({{ dashquery_capture_flag(table) }}, true) = 'on' then
+{{ dashquery_capture_insert(entries, 'update', notify) }}
+{%- if unmarked %}
+        else
+{{ dashquery_capture_insert(unmarked, 'update', notify) }}
+{%- endif %}
+        end if;
+{%- else %}
+{{ dashquery_capture_insert(entries, 'update', notify) }}
+{%- endif %}
     else
-{{ dashquery_capture_insert(entries, 'old') }}
+{{ dashquery_capture_insert(entries, 'old', notify) }}
     end if;
-    if organizations is not null then
-        for batch_start in 1 .. cardinality(organizations) by 200 loop
-            perform pg_notify('dashquery_changes', array_to_string(organizations[batch_start:batch_start + 199], ','));
-        end loop;
+{%- if notify %}
+    if organizations is null then
+        return null;
     end if;
+    if cardinality(organizations) <= 200 then
+        flag := pg_notify('dashquery_changes', array_to_string(organizations, ','));
+        return null;
+    end if;
+    for batch_start in 1 .. cardinality(organizations) by 200 loop
+        flag := pg_notify('dashquery_changes', array_to_string(organizations[batch_start:batch_start + 199], ','));
+    end loop;
+{%- endif %}
     return null;
 end
-{%- endmacro %}
-
-
-{# The three triggers: name suffix -> (event, pg_trigger.tgtype of a statement-level AFTER trigger, transition tables). #}
-{% macro dashquery_capture_events() -%}
-    {{ return({
-        'ins': {'event': 'insert', 'tgtype': 4, 'old': none, 'new': 'dq_new'},
-        'upd': {'event': 'update', 'tgtype': 16, 'old': 'dq_old', 'new': 'dq_new'},
-        'del': {'event': 'delete', 'tgtype': 8, 'old': 'dq_old', 'new': none},
-    }) }}
-{%- endmacro %}
-
-
-{#
-  dashquery_capture_state: what exists now for a table: {'function': its prosrc or none,
-  'triggers': how many of its three triggers exist exactly as wanted, 'any_trigger': how
-  many dq_capture_<table>_* triggers exist at all}.
-#}
-{% macro dashquery_capture_state(table) -%}
-    {%- set relation = dashquery_capture_source(table) -%}
-    {%- set function = dashquery_capture_function(table) ~ '()' -%}
-    {%- set wanted = [] -%}
-    {%- for suffix, e in dashquery_capture_events().items() -%}
-        {%- do wanted.append('(' ~ dashquery_literal('dq_capture_' ~ table ~ '_' ~ suffix) ~ ', ' ~ e.tgtype ~ ', '
-            ~ dashquery_literal(e.old or '') ~ ', ' ~ dashquery_literal(e.new or '') ~ ')') -%}
-    {%- endfor -%}
-    {%- set found = run_query(
-        "select (select p.prosrc || case when p.prosecdef then '' else ' -- not security definer' end"
-        ~ " from pg_catalog.pg_proc as p where p.oid = to_regprocedure(" ~ dashquery_literal(function) ~ ")), "
-        ~ "(select count(*) from pg_catalog.pg_trigger as t where t.tgrelid = to_regclass("
-        ~ dashquery_literal(relation) ~ ") and t.tgfoid = coalesce(to_regprocedure("
-        ~ dashquery_literal(function) ~ "), 0) and t.tgenabled = 'O' and "
-        ~ "(t.tgname::text, t.tgtype::integer, coalesce(t.tgoldtable::text, ''), coalesce(t.tgnewtable::text, '')) in ("
-        ~ wanted | join(', ') ~ ")), "
-        ~ "(select count(*) from pg_catalog.pg_trigger as t where t.tgrelid = to_regclass("
-        ~ dashquery_literal(relation) ~ ") and t.tgname::text like "
-        ~ dashquery_literal('dq\\_capture\\_' ~ table ~ '\\_%') ~ "), "
-        ~ "to_regclass(" ~ dashquery_literal(relation) ~ ") is not null") -%}
-    {%- set row = found.rows[0] -%}
-    {%- if not row[3] -%}
-        {{ exceptions.raise_compiler_error("dashquery capture: table " ~ relation ~ " does not exist") }}
-    {%- endif -%}
-    {{ return({'function': row[0], 'triggers': row[1] | int, 'any_trigger': row[2] | int}) }}
-{%- endmacro %}
-
-
-{#
-  dashquery_capture_sync (the after-commit post-hook of models/capture/capture_triggers):
-  installs or removes every table's function and triggers, one table per transaction (each
-  run_query is its own statement, outside the model's committed transaction), and records
-  the state in dashquery_deployment. Returns the statement recording it.
-#}
-{% macro dashquery_capture_sync() -%}
-    {%- if not execute -%}{{ return('select 1') }}{%- endif -%}
-    {%- set deployment = bookkeeping_relation('dashquery_deployment').include(database=false) -%}
-    {%- set mappings = dashquery_capture_mappings() -%}
-    {%- if dashquery_capture_enabled() -%}
-        {%- for table, entries in mappings.items() | sort -%}
-            {%- do dashquery_capture_install(table, entries) -%}
-        {%- endfor -%}
-        {#- every table's triggers are in place now: capture is on since now unless it already was -#}
-        {{ return('update ' ~ deployment ~ ' set capture = true, capture_since = clock_timestamp() where not capture') }}
-    {%- else -%}
-        {%- do run_query('update ' ~ deployment ~ ' set capture = false, capture_since = null where capture') -%}
-        {%- for table in mappings | sort -%}
-            {%- do dashquery_capture_remove(table) -%}
-        {%- endfor -%}
-        {{ return('select 1') }}
-    {%- endif -%}
-{%- endmacro %}
-
-
-{# dashquery_capture_install: a table's function and triggers, DDL only for what differs. #}
-{% macro dashquery_capture_install(table, entries) -%}
-    {%- set relation = dashquery_capture_source(table) -%}
-    {%- set function = dashquery_capture_function(table) -%}
-    {%- set body = dashquery_capture_body(entries) -%}
-    {%- set state = dashquery_capture_state(table) -%}
-    {%- set statements = [] -%}
-    {%- if state.function != body -%}
-        {%- do statements.append('create or replace function ' ~ function ~ '() returns trigger'
-            ~ ' language plpgsql security definer set search_path = pg_catalog, pg_temp'
-            ~ ' as $dq_capture$' ~ body ~ '$dq_capture$') -%}
-    {%- endif -%}
-    {%- if state.triggers != 3 or state.any_trigger != 3 -%}
-        {#- a table whose triggers were missing was not captured meanwhile: capture restarts now -#}
-        {%- do statements.append('update ' ~ bookkeeping_relation('dashquery_deployment').include(database=false)
-            ~ ' set capture = false, capture_since = null where capture') -%}
-        {%- for suffix, e in dashquery_capture_events().items() -%}
-            {%- do statements.append('create or replace trigger ' ~ adapter.quote('dq_capture_' ~ table ~ '_' ~ suffix)
-                ~ ' after ' ~ e.event ~ ' on ' ~ relation
-                ~ ' referencing' ~ (' old table as dq_old' if e.old else '') ~ (' new table as dq_new' if e.new else '')
-                ~ ' for each statement execute function ' ~ function ~ '()') -%}
-        {%- endfor -%}
-    {%- endif -%}
-    {%- if statements -%}
-        {%- do log('dashquery capture: installing on ' ~ relation, info=true) -%}
-        {%- do run_query(dashquery_retrying_on_lock(statements)) -%}
-    {%- endif -%}
-{%- endmacro %}
-
-
-{# dashquery_capture_remove: a table's triggers, then its function, when any exists. #}
-{% macro dashquery_capture_remove(table) -%}
-    {%- set relation = dashquery_capture_source(table) -%}
-    {%- set state = dashquery_capture_state(table) -%}
-    {%- set statements = [] -%}
-    {%- for suffix in dashquery_capture_events() if state.any_trigger > 0 -%}
-        {%- do statements.append('drop trigger if exists ' ~ adapter.quote('dq_capture_' ~ table ~ '_' ~ suffix) ~ ' on ' ~ relation) -%}
-    {%- endfor -%}
-    {%- do statements.append('drop function if exists ' ~ dashquery_capture_function(table) ~ '()') -%}
-    {%- if state.any_trigger > 0 or state.function is not none -%}
-        {%- do log('dashquery capture: removing from ' ~ relation, info=true) -%}
-        {%- do run_query(dashquery_retrying_on_lock(statements)) -%}
-    {%- endif -%}
 {%- endmacro %}
 
 

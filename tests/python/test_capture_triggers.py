@@ -212,6 +212,38 @@ def test_orders(capture_dashboard: Dashboard, tables: Tables) -> None:
             assert "daily_energy" in {view for view, _ in recorded}
 
 
+def test_soft_deletes_found_by_the_mark_trigger_in_any_transaction_shape(
+    capture_dashboard: Dashboard, tables: Tables
+) -> None:
+    """An UPDATE reads the dependants of on_update_of mappings (an order's jobs' energy days)
+    only when the row-level mark trigger saw a row change those columns: after a plain update
+    in the same transaction, after a soft delete rolled back to a savepoint, and inside a
+    multi-row UPDATE where one row of many is soft-deleted, the energy day is still recorded."""
+    org = _orgs(capture_dashboard)[0]
+
+    def shapes(conn: Conn, org: uuid.UUID, t: Tables) -> None:
+        (_, first, _, _) = _energy_job(conn, t, org)
+        (_, second, _, _) = _energy_job(conn, t, org, f"and j.order_id <> '{first}'")
+        conn.execute(
+            t.q("update {orders} set total_cents = total_cents + 1 where id = %s"), (first,)
+        )
+        with conn.transaction():  # a savepoint: its soft delete (and its mark) rolled back
+            conn.execute(t.q("update {orders} set deleted_at = now() where id = %s"), (second,))
+            raise psycopg.Rollback()
+        conn.execute(
+            t.q(
+                "update {orders} set total_cents = total_cents + 1,"
+                " deleted_at = case when id = %s then now() else deleted_at end"
+                " where organization_id = %s and (id = %s or id in"
+                " (select id from {orders} where organization_id = %s limit 20))"
+            ),
+            (first, org, first, org),
+        )
+
+    recorded = _check(capture_dashboard, tables, org, "orders: mark shapes", shapes)
+    assert "daily_energy" in {view for view, _ in recorded}
+
+
 def test_order_items(capture_dashboard: Dashboard, tables: Tables) -> None:
     org = _orgs(capture_dashboard)[0]
     new_item = uuid.uuid4()
@@ -564,11 +596,67 @@ def _capture_objects(dashboard: Dashboard) -> tuple[list[Any], list[Any], Any]:
     return triggers, functions, state
 
 
+def _captured_update(dashboard: Dashboard, tables: Tables) -> tuple[int, list[str]]:
+    """One order updated in its own transaction: its change rows and the payloads notified."""
+    org = _orgs(dashboard)[0]
+    with (
+        dashboard.connect() as conn,
+        psycopg.connect(dashboard.settings.conninfo, autocommit=True) as listener,
+    ):
+        listener.execute(sql.SQL("listen {}").format(sql.Identifier(CHANGES_CHANNEL)))
+        with conn.transaction():
+            (xact,) = conn.execute("select pg_current_xact_id()::text").fetchone()
+            conn.execute(
+                tables.q(
+                    "update {orders} set total_cents = total_cents + 1 where id ="
+                    " (select id from {orders} where organization_id = %s limit 1)"
+                ),
+                (org,),
+            )
+        payloads = [n.payload for n in listener.notifies(timeout=2, stop_after=1)]
+        count = _one(conn, tables, "select count(*) from {changes} where xact_id = %s::xid8", xact)
+    return count, payloads
+
+
+def test_notify_off_still_records_every_change(
+    capture_dashboard: Dashboard, tables: Tables
+) -> None:
+    """var dashquery_capture_notify: false (e.g. on Citus, where pg_notify in a shard's trigger
+    breaks multi-shard transactions) replaces only the functions: the same change rows, no
+    notification; back on, notifications again."""
+    settings = capture_dashboard.settings
+    off = run_dbt(
+        ["run", "--select", "capture_triggers", "--vars", "{dashquery_capture_notify: false}"],
+        settings,
+    )
+    assert "dashquery capture: installing" in off.output
+    try:
+        with capture_dashboard.connect() as conn:
+            sources = conn.execute(
+                "select prosrc from pg_proc where proname like %s",
+                (CAPTURE_PREFIX.replace("_", "\\_") + "%",),
+            ).fetchall()
+        assert len(sources) == len(CAPTURED_TABLES)
+        assert not [s for (s,) in sources if "pg_notify" in s]
+        count, payloads = _captured_update(capture_dashboard, tables)
+        assert count >= 2 and payloads == []  # daily_orders and daily_order_customers
+    finally:
+        run_dbt(["run", "--select", "capture_triggers"], settings)
+    count, payloads = _captured_update(capture_dashboard, tables)
+    assert count >= 2 and payloads and str(_orgs(capture_dashboard)[0]) in payloads[0]
+
+
 def test_capture_off_removes_everything_and_on_reinstalls(capture_dashboard: Dashboard) -> None:
     """Last in the module: it switches capture off and on again."""
     settings = capture_dashboard.settings
     triggers, functions, state = _capture_objects(capture_dashboard)
-    assert len(triggers) == 3 * len(CAPTURED_TABLES)
+    names = {name for _, name, _ in triggers}
+    for table in CAPTURED_TABLES:
+        assert {f"{CAPTURE_PREFIX}{table}_{e}" for e in ("ins", "upd", "del")} <= names
+    # Beside them, the row-level mark triggers of tables with on_update_of mappings only.
+    marks = {n for n in names if not n.endswith(("_ins", "_upd", "_del"))}
+    assert marks and all(n.endswith("_mark") for n in marks), marks
+    assert f"{CAPTURE_PREFIX}orders_mark" in marks  # an order's soft delete -> energy days
     assert len(functions) == len(CAPTURED_TABLES)
     assert state == (True, True)
 
