@@ -28,7 +28,8 @@
   Correctness never depends on the notification (the read path and the refresh read
   dashquery_changes; `dashquery listen` falls back to polling it). Triggers dq_capture_T_ins,
   dq_capture_T_upd, dq_capture_T_del (one event each: PostgreSQL refuses transition tables on
-  a trigger with more than one event).
+  a trigger with more than one event) and, on a table with on_update_of entries, the
+  row-level dq_capture_T_mark (dashquery_capture_marked); their DDL is in capture_ddl.sql.
   What a single-row statement pays is mostly fixed per statement and per plan node (executor
   start-up of the INSERT, the ON CONFLICT arbiter probe, RETURNING for the notification),
   not per row: docs/BENCHMARKS.md, "Change capture".
