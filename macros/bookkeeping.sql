@@ -3,7 +3,9 @@
   - dashquery_watermarks: one row per materialized view, written in the same transaction as
     its refresh; the read path splits every range at day(watermark).
   - dashquery_refresh_runs: every run of every view, skipped and failed ones included; what
-    `dashquery status` reads.
+    `dashquery status` reads. consumed_organizations / consumed_xact: the organizations whose
+    change rows a run deleted, and its transaction, for `dashquery listen`'s poll (a refresh
+    may consume a change before any poll saw it).
   - dashquery_refresh_queue: views whose history changed (dashquery.notify), drained by
     `dashquery refresh --queued`.
   - dashquery_relations: one row per relation built by dashboard_view / dashboard_mv, written
@@ -57,11 +59,19 @@
         duration_ms double precision,
         watermark timestamptz,
         row_count bigint,
-        error text
+        error text,
+        consumed_organizations uuid[],
+        consumed_xact xid8
     );
+    {{ dashquery_add_missing_columns('dashquery_refresh_runs', {'consumed_organizations': 'uuid[]', 'consumed_xact': 'xid8'}) }}
 
     create index if not exists dashquery_refresh_runs_view_started
     on {{ bookkeeping_relation('dashquery_refresh_runs') }} (view_name, started_at desc);
+
+    {#- the listener's poll: runs that consumed change rows, by their transaction -#}
+    create index if not exists dashquery_refresh_runs_consumed
+    on {{ bookkeeping_relation('dashquery_refresh_runs') }} (consumed_xact)
+    where consumed_xact is not null;
 
     create table if not exists {{ bookkeeping_relation('dashquery_refresh_queue') }} (
         view_name text primary key,

@@ -99,20 +99,18 @@
 
 
 {#
-  dashboard_mv_rollups_refresh: after an incremental refresh replaced the changed days, in
+  dashboard_mv_rollups_changed: after an incremental refresh replaced the changed days, in
   the same transaction (so these statements see its new day rows): each (organization,
   month) with a changed day is re-summed from the relation's days, then each (organization,
-  year) from its months; a period left without days loses its row. When capture did not
-  cover the refresh (recompute all), every rollup is rebuilt instead. Both are one-time
-  filters on dashquery.capture_covers, like the day statements. The periods come from the
-  change rows the refresh's snapshot sees, the same rows its day statement recomputed.
+  year) from its months; a period left without days loses its row. The periods come from
+  the change rows the refresh's snapshot sees, the same rows its day statement recomputed.
+  dashboard_mv_rollups_all: every rollup rebuilt from the day rows (the recompute-all
+  branch). Both return statements for dashboard_mv_incremental_refresh.
 #}
-{% macro dashboard_mv_rollups_refresh(relation, rollups, daily_relation, columns) -%}
-    {%- set steps = [
-        ('month', relation, 'business_day'),
-        ('year', rollups, 'period_start'),
-    ] -%}
-    {%- for grain, source, day_column in steps %}
+{% macro dashboard_mv_rollups_changed(relation, rollups, daily_relation, columns) -%}
+    {%- set statements = [] -%}
+    {%- for grain, source, day_column in [('month', relation, 'business_day'), ('year', rollups, 'period_start')] -%}
+    {%- set statement -%}
     with
 
     dq_periods as materialized (
@@ -120,9 +118,7 @@
             organization_id,
             date_trunc('{{ grain }}', business_day::timestamp)::date as period_start
         from {{ bookkeeping_relation('dashquery_changes') }}
-        where
-            daily_view = {{ dashquery_literal(daily_relation.identifier) }}
-            and current_setting('dashquery.capture_covers')::boolean
+        where daily_view = {{ dashquery_literal(daily_relation.identifier) }}
     ),
 
     dq_deleted as (
@@ -151,12 +147,16 @@
         having count(*) > 0
         offset 0
     ) as dq_sums
-    where (select count(*) from dq_deleted) >= 0;
-    {%- endfor %}
-    delete from {{ rollups }} where not current_setting('dashquery.capture_covers')::boolean;
-    insert into {{ rollups }}
-    select * from (
-        {{ dashboard_mv_rollups_select(relation, columns) }}
-    ) as dq_all
-    where not current_setting('dashquery.capture_covers')::boolean;
+    where (select count(*) from dq_deleted) >= 0
+    {%- endset -%}
+    {%- do statements.append(statement | trim) -%}
+    {%- endfor -%}
+    {{ return(statements) }}
+{%- endmacro %}
+
+{% macro dashboard_mv_rollups_all(relation, rollups, columns) -%}
+    {{ return([
+        'delete from ' ~ rollups,
+        'insert into ' ~ rollups ~ ' select * from (' ~ dashboard_mv_rollups_select(relation, columns) ~ '\n) as dq_all',
+    ]) }}
 {%- endmacro %}

@@ -11,12 +11,15 @@ The notification is an accelerator, never what correctness rests on (Citus drops
 ``pg_notify`` on the shards; a listener away loses what was sent meanwhile):
 
 - at every (re)connect, after LISTEN, it invalidates everything (``Client.invalidate_all``);
-- every ``poll_seconds`` it reads the change rows committed since its previous poll and
-  invalidates their organizations. "Since" is by transaction, not by ``changed_at``: a row's
-  ``changed_at`` is the clock inside its transaction, which may commit long after rows with a
-  later ``changed_at`` were seen, so a ``changed_at > last seen`` poll would skip it. Each
-  poll keeps its statement's ``pg_current_snapshot()``; the next one takes the rows whose
-  ``xact_id`` that snapshot did not see. Every committed row is taken by exactly one poll.
+- every ``poll_seconds`` it reads the change rows committed since its previous poll, and
+  those that refreshes committed since consumed (``dashquery_refresh_runs``
+  ``consumed_organizations`` / ``consumed_xact``: a refresh may delete a row no poll has
+  seen yet), and invalidates their organizations. "Since" is by transaction, not by
+  ``changed_at``: a row's ``changed_at`` is the clock inside its transaction, which may commit
+  long after rows with a later ``changed_at`` were seen, so a ``changed_at > last seen`` poll
+  would skip it. Each poll keeps its statement's ``pg_current_snapshot()``; the next one
+  takes the rows whose ``xact_id`` that snapshot did not see. Every committed row is taken
+  by exactly one poll.
 
 A change of the cache identity (a deploy changes the views' fingerprint) is noticed by the
 poll: the listener rediscovers it and, for one metrics TTL, also invalidates the previous
@@ -43,9 +46,14 @@ import redis
 from psycopg import sql
 
 from dashquery.cache.values import MetricsCache
-from dashquery.catalog import CHANGES_CHANNEL, CHANGES_TABLE, LISTENER_APPLICATION_NAME
+from dashquery.catalog import (
+    CHANGES_CHANNEL,
+    CHANGES_TABLE,
+    LISTENER_APPLICATION_NAME,
+)
 from dashquery.client import Client
 from dashquery.errors import DashqueryError
+from dashquery.ops.listen_poll import SNAPSHOT_ONLY, poll_statement
 from dashquery.ops.pg_errors import one_line
 from dashquery.read.bookkeeping_sql import Bookkeeping
 
@@ -57,17 +65,6 @@ HEARTBEAT_TTL_SECONDS = 3 * HEARTBEAT_SECONDS
 # How long one notifies() wait lasts: the most a stop request waits.
 WAIT_SECONDS = 0.5
 BACKOFF_SECONDS = (0.5, 30.0)  # first retry, longest wait between retries
-
-# The change rows committed after the previous poll's snapshot (``%(seen)s``), the snapshot
-# of this statement, and the identity parts a deploy changes: one round trip.
-_POLL = """select pg_current_snapshot()::text as snapshot, ({deployment}) as deployment_id,
-    ({fingerprint}) as fingerprint,
-    case when %(seen)s::pg_snapshot is null then '{{}}'::uuid[] else array(
-        select distinct organization_id from {changes}
-        where xact_id >= pg_snapshot_xmin(%(seen)s::pg_snapshot)
-            and not pg_visible_in_snapshot(xact_id, %(seen)s::pg_snapshot)
-    ) end as organizations"""
-_SNAPSHOT_ONLY = "select pg_current_snapshot()::text, null, null, '{}'::uuid[]"
 
 
 def heartbeat_key(namespace: str) -> str:
@@ -120,11 +117,7 @@ class Listener:
         self.backoff_seconds = backoff_seconds
         self.state = ListenerState()
         bookkeeping = Bookkeeping(self.settings)
-        self._poll_sql = sql.SQL(_POLL).format(
-            deployment=bookkeeping.deployment_id(),
-            fingerprint=bookkeeping.fingerprint(),
-            changes=bookkeeping.relation(CHANGES_TABLE),
-        )
+        self._poll_sql = poll_statement(bookkeeping)
         self._changes_name = bookkeeping.relation(CHANGES_TABLE).as_string(None)
         self._capture = False
         self._identity: tuple[str, str] | None = None
@@ -215,10 +208,11 @@ class Listener:
         if self._capture:
             try:
                 row = conn.execute(self._poll_sql, {"seen": seen}).fetchone()
-            except psycopg.errors.UndefinedTable:
+            except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+                # bookkeeping older than this listener: snapshot-only until dbt runs
                 self._capture = False
         if row is None:
-            row = conn.execute(_SNAPSHOT_ONLY).fetchone()
+            row = conn.execute(SNAPSHOT_ONLY).fetchone()
         assert row is not None
         snapshot, deployment_id, fingerprint, organizations = row
         self.state.last_poll_at = time.time()
@@ -289,4 +283,3 @@ class Listener:
             pipe.execute()
         except (DashqueryError, redis.RedisError) as exc:
             log.debug("heartbeat not written: %s", exc)
-

@@ -136,11 +136,7 @@
             {{ dashboard_mv_begin_snapshot(target_relation, daily_relation, mode == 'incremental') }}
             {{ var('dashquery_refresh_test_hook', '') }}
             {%- if mode == 'incremental' %}
-            {{ dashboard_mv_incremental(target_relation, daily_relation, sql, unique_key) }}
-            {{ dashboard_mv_recompute_all(target_relation, sql) }}
-            {%- if rollups is not none %}
-            {{ dashboard_mv_rollups_refresh(target_relation, rollups, daily_relation, rollup_columns) }}
-            {%- endif %}
+            {{ dashboard_mv_incremental_refresh(target_relation, daily_relation, sql, unique_key, rollups, rollup_columns) }}
             {%- elif mode == 'concurrent' %}
             {{ dashboard_mv_refresh(target_relation) }}
             {%- else %}

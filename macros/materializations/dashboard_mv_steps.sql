@@ -130,11 +130,11 @@
   before the watermark is in it, and every later statement of the refresh (recompute,
   consume the change rows, watermark, run log) uses that same snapshot: a change committed
   meanwhile is neither recomputed nor consumed. An incremental refresh reads
-  dashquery.capture_covers in it too (dashboard_mv_capture_covers), with jit off: its
-  statements are index probes per group, but the branch not taken (recompute all) is
-  planned over the whole history, and at 100x its cost passes jit_above_cost, so
-  PostgreSQL JIT-compiled it at executor start for ~250 ms per view although it never
-  runs (docs/BENCHMARKS.md, 100x vs 100x_jit_off). Kept short: a rebuild's
+  dashquery.capture_covers in it too (dashboard_mv_capture_covers), which picks the branch
+  of dashboard_mv_incremental_refresh, with jit off: its statements are index probes per
+  organization, and their estimated costs over a whole history pass jit_above_cost at 100x,
+  where PostgreSQL JIT-compiled them for ~250 ms per view (docs/BENCHMARKS.md, 100x vs
+  100x_jit_off). Kept short: a rebuild's
   swap must stay within pg_stat_activity's first 1024 characters (track_activity_query_size),
   where the lock-queue test looks for it. The refresh statement's last SELECT reports
   transaction_isolation, which the materialization puts in dbt's result message.
@@ -259,8 +259,13 @@
         upstream_hash = excluded.upstream_hash;
     update {{ bookkeeping_relation('dashquery_refresh_runs') }} as r
     set status = 'success', action = '{{ action }}', finished_at = w.refreshed_at,
-        duration_ms = w.duration_ms, watermark = w.watermark, row_count = w.row_count
-    from {{ bookkeeping_relation('dashquery_watermarks') }} as w
+        duration_ms = w.duration_ms, watermark = w.watermark, row_count = w.row_count,
+        consumed_organizations = consumed.organizations,
+        consumed_xact = case when cardinality(consumed.organizations) > 0 then pg_current_xact_id() end
+    from (
+        select coalesce(nullif(current_setting('dashquery.consumed', true), ''), '{}')::uuid[]
+            as organizations
+    ) as consumed, {{ bookkeeping_relation('dashquery_watermarks') }} as w
     where r.run_id = {{ run_id }} and w.view_name = {{ view_name }};
     update {{ bookkeeping_relation('dashquery_refresh_runs') }}
     set status = 'failed', finished_at = clock_timestamp(),

@@ -26,7 +26,13 @@ import pytest
 from psycopg import sql
 
 from dashquery import Client
-from dashquery.catalog import CHANGES_CHANNEL, CHANGES_TABLE, LISTENER_APPLICATION_NAME
+from dashquery.catalog import (
+    CHANGES_CHANNEL,
+    CHANGES_TABLE,
+    DAILY_BLOCKS,
+    LISTENER_APPLICATION_NAME,
+)
+from dashquery.ops.dbt_runner import run_dbt
 from dashquery.ops.listen import Listener
 from dashquery.ops.status import collect_status
 from dashquery.result import DashboardMetrics
@@ -233,6 +239,34 @@ def test_the_poll_takes_a_change_that_commits_after_later_ones_were_polled(
         assert again.source == "cache"
         slow.commit()
     dropped_within(reader, slow_value, 1.5)
+
+
+def test_a_change_a_refresh_consumed_before_any_poll_still_drops_the_value(
+    board: Dashboard, reader: Client
+) -> None:
+    """No notification (capture's notify off, or lost), and a refresh deletes the change row
+    before the next poll could see it: the poll still finds the organization, in the
+    refresh's run record (consumed_organizations, committed by the refresh's transaction)."""
+    org = board.organization_ids[0]
+    mv = DAILY_BLOCKS[0].materialized_view
+    with Client(settings=board.settings, pool_size=1) as client, board.connect() as conn:
+        listener = Listener(client, poll_seconds=600)
+        seen = listener._poll(conn, None)  # the snapshot the next poll starts from
+        value = cached(reader, board, org)
+        add_order_quietly(board, org)
+        record_change(conn, board, org)
+        run_dbt(["run", "--select", mv], board.settings)
+        left = conn.execute(
+            sql.SQL("select count(*) from {}.{} where organization_id = %s").format(
+                sql.Identifier(board.settings.schema), sql.Identifier(CHANGES_TABLE)
+            ),
+            (org,),
+        ).fetchone()
+        assert left == (0,), "the refresh did not consume the change row"
+        assert reader.get_metrics(org, value.date_from, value.date_to).source == "cache"
+        listener._poll(conn, seen)
+    result, _ = dropped_within(reader, value, 1.0)
+    assert result.metrics["orders_count"] == value.metrics["orders_count"] + 1
 
 
 def test_status_shows_the_listener(board: Dashboard, redis_client: Any, running: Any) -> None:
