@@ -19,22 +19,8 @@
 
     stored as (
         select * from {{ found }}
-    ),
-
-    missing as (
-        select 'missing from the rollups' as problem, * from (
-            select * from expected except all select * from stored
-        ) as rows_
-    ),
-
-    extra as (
-        select 'not the sum of the day rows' as problem, * from (
-            select * from stored except all select * from expected
-        ) as rows_
     )
 
-    select * from missing
-    union all
-    select * from extra
+    {{ symmetric_difference('stored', 'expected') }}
     {%- endif %}
 {% endtest %}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from dashquery.config import Settings
 from dashquery.dev.generate import generate
 from dashquery.dev.naive import naive_metrics
 from dashquery.dev.stack import LocalStack
-from dashquery.ops.dbt_runner import PROJECT_DIR, run_dbt
+from dashquery.ops.dbt_runner import PROJECT_DIR, DbtResult, run_dbt
 from dashquery.result import DashboardMetrics
 
 
@@ -150,3 +151,11 @@ def settings_environment(settings: Settings) -> dict[str, str]:
         DASHQUERY_REDIS_URL=settings.redis_url,
     )
     return env
+
+
+def dbt_run(dashboard: Dashboard, select: str, *extra: str, **dbt_vars: Any) -> DbtResult:
+    """``dbt run --select <select> [extra] [--vars <dbt_vars>]`` on the dashboard's database."""
+    args = ["run", "--select", select, *extra]
+    if dbt_vars:
+        args += ["--vars", json.dumps(dbt_vars)]
+    return run_dbt(args, dashboard.settings)

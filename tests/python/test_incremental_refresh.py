@@ -9,7 +9,6 @@ for row, both ways (EXCEPT), and counts the change rows left.
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
@@ -27,8 +26,9 @@ from dashquery.catalog import (
     DEPLOYMENT_TABLE,
     MATERIALIZED_VIEWS,
 )
-from dashquery.ops.dbt_runner import DbtResult, run_dbt
+from dashquery.ops.dbt_runner import DbtResult
 from tests.python.helpers import Dashboard, assert_matches_naive, business_today
+from tests.python.helpers import dbt_run as refresh
 
 Conn = psycopg.Connection[Any]
 
@@ -90,13 +90,6 @@ def relkinds(conn: Conn, dashboard: Dashboard) -> dict[str, str]:
         (dashboard.settings.schema, list(MATERIALIZED_VIEWS)),
     ).fetchall()
     return dict(rows)
-
-
-def refresh(dashboard: Dashboard, select: str, *extra: str, **dbt_vars: Any) -> DbtResult:
-    args = ["run", "--select", select, *extra]
-    if dbt_vars:
-        args += ["--vars", json.dumps(dbt_vars)]
-    return run_dbt(args, dashboard.settings)
 
 
 def random_back_dated_changes(conn: Conn, dashboard: Dashboard, rng: random.Random) -> None:

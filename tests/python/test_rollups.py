@@ -10,7 +10,6 @@ sums, the reads against the naive query over the application tables.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 import psycopg
@@ -19,10 +18,11 @@ from psycopg import sql
 
 from dashquery import Client
 from dashquery.catalog import CHANGES_TABLE, DAILY_BLOCKS, ROLLUP_GRAIN, ROLLUP_START, DailyBlock
-from dashquery.ops.dbt_runner import DbtResult, run_dbt
+from dashquery.ops.dbt_runner import run_dbt
 from dashquery.read.discovery import discover
 from dashquery.read.statement import HybridStatements
 from tests.python.helpers import Dashboard, assert_matches_naive, business_today
+from tests.python.helpers import dbt_run as refresh
 
 Conn = psycopg.Connection[Any]
 ORDERS = next(block for block in DAILY_BLOCKS if block.name == "orders")
@@ -84,13 +84,6 @@ def relation_exists(conn: Conn, dashboard: Dashboard, name: str) -> bool:
         (dashboard.settings.schema, name),
     ).fetchone()
     return bool(row and row[0])
-
-
-def refresh(dashboard: Dashboard, select: str, *extra: str, **dbt_vars: Any) -> DbtResult:
-    args = ["run", "--select", select, *extra]
-    if dbt_vars:
-        args += ["--vars", json.dumps(dbt_vars)]
-    return run_dbt(args, dashboard.settings)
 
 
 def edge_ranges(today: dt.date) -> list[tuple[dt.date, dt.date]]:
