@@ -37,6 +37,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from dashquery.catalog import (
+    DEPLOYMENT_TABLE,
     LOCK_KEY_PREFIX,
     MATERIALIZED_VIEWS,
     QUEUE_TABLE,
@@ -52,6 +53,7 @@ from dashquery.ops.status_checks import (
     check_redis,
     outdated_views,
     settings_drift,
+    uncaptured_views,
 )
 from dashquery.ops.status_report import (
     OVERDUE_FACTOR,
@@ -133,7 +135,7 @@ def _collect(
     cursor = conn.cursor(row_factory=dict_row)
     now_row = cursor.execute("select now() as now").fetchone()
     assert now_row is not None
-    bookkeeping = [WATERMARKS_TABLE, RUNS_TABLE, QUEUE_TABLE, RELATIONS_TABLE]
+    bookkeeping = [WATERMARKS_TABLE, RUNS_TABLE, QUEUE_TABLE, RELATIONS_TABLE, DEPLOYMENT_TABLE]
     names = [*bookkeeping, *MATERIALIZED_VIEWS]
     relations = {
         row["relname"]: row["is_view"]
@@ -169,6 +171,9 @@ def _collect(
             f"settings: schema {settings.schema!r} has no {RELATIONS_TABLE} table (built by an"
             " older dashquery), so its settings cannot be checked: run dbt build"
         )
+    if watermarks is not None and (deployment := table(DEPLOYMENT_TABLE)) is not None:
+        for name, problem in uncaptured_views(cursor, watermarks, deployment).items():
+            outdated[name] = f"{outdated[name]}; {problem}" if name in outdated else problem
 
     names = [*MATERIALIZED_VIEWS, *sorted(set(marks) - set(MATERIALIZED_VIEWS))]
     views = tuple(

@@ -16,7 +16,12 @@ import redis
 from psycopg import sql
 
 from dashquery.cache.values import MetricsCache, cache_namespace
-from dashquery.catalog import CHANGES_TABLE, LISTENER_APPLICATION_NAME
+from dashquery.catalog import (
+    CAPTURE_COLUMN,
+    CAPTURE_SINCE_COLUMN,
+    CHANGES_TABLE,
+    LISTENER_APPLICATION_NAME,
+)
 from dashquery.config import Settings
 from dashquery.errors import DashqueryError
 from dashquery.ops.listen import heartbeat_key
@@ -46,6 +51,13 @@ from {watermarks} w
 where w.upstream_views is not null and w.upstream_hash is distinct from (
     select string_agg(r.definition_hash, ',' order by r.relation_name)
     from {relations} r where r.relation_name = any(w.upstream_views))"""
+)
+# Refreshed before the capture triggers were in place: changes before capture_since have no
+# change rows, so the read path reads the view live (watermarks_cte: is_captured) until its
+# next refresh.
+_UNCAPTURED = sql.SQL(
+    "select w.view_name, d.{since} as capture_since from {watermarks} w cross join {deployment} d"
+    " where d.{on} and w.watermark < d.{since}"
 )
 _COLUMNS = sql.SQL(
     "select attname from pg_attribute"
@@ -89,6 +101,30 @@ def outdated_views(
             f" rebuild with dbt run --select {row['view_name']}"
         )
     return outdated
+
+
+def uncaptured_views(
+    cursor: psycopg.Cursor[Any], watermarks: sql.Composed, deployment: sql.Composed
+) -> dict[str, str]:
+    """Views whose last refresh predates change capture: exact, but read live meanwhile."""
+    name = deployment.as_string(cursor.connection)
+    columns = {row["attname"] for row in cursor.execute(_COLUMNS, (name,))}
+    if CAPTURE_SINCE_COLUMN not in columns:
+        return {}  # bookkeeping from before change capture
+    query = _UNCAPTURED.format(
+        watermarks=watermarks,
+        deployment=deployment,
+        on=sql.Identifier(CAPTURE_COLUMN),
+        since=sql.Identifier(CAPTURE_SINCE_COLUMN),
+    )
+    return {
+        row["view_name"]: (
+            "outdated: refreshed before change capture started"
+            f" ({row['capture_since'].isoformat(timespec='seconds')}), so it is read live"
+            f" until its next refresh: dbt run --select {row['view_name']}"
+        )
+        for row in cursor.execute(query)
+    }
 
 
 def check_redis(url: str) -> str | None:
