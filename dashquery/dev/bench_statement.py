@@ -18,6 +18,7 @@ shared_preload_libraries), hence EXPLAIN.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -39,8 +40,12 @@ _PLANS = "select generic_plans, custom_plans from pg_prepared_statements where n
 
 
 def server_text(rendered: bytes) -> str:
-    """The psycopg-rendered statement as server SQL: ``%(name)s`` -> ``$n``, ``%%`` -> ``%``."""
+    """The statement as server SQL. The read path renders it with native ``$1..$3``
+    (``dashquery.read.binding.native``, sent as it is): kept. A psycopg-style text
+    (``%(name)s``, ``%%``) is converted the way psycopg would send it."""
     text = rendered.decode()
+    if not re.search(r"%\([a-z_]+\)s", text):
+        return text
     for name, number in _PLACEHOLDERS.items():
         text = text.replace(f"%({name})s", number)
     if "%(" in text.replace("%%", ""):

@@ -543,4 +543,6 @@ def test_naive_turns_spread_evenly_and_statement_text_is_server_sql() -> None:
     )
     assert text == "select $1, $2::date, $3::date, 'a%b'"
     with pytest.raises(ValueError, match="placeholder"):
-        server_text(b"select %(other)s")
+        server_text(b"select %(organization_id)s, %(other)s")
+    # The read path's own rendering (native $n, sent as it is) is kept as it is.
+    assert server_text(b"select $1, $2::date, 'a%%b'") == "select $1, $2::date, 'a%%b'"
