@@ -93,6 +93,5 @@ def cli(debug: bool) -> None:
     """
 
 
-
 def main() -> None:
     cli()
