@@ -31,26 +31,21 @@ from rich.progress import Progress
 from dashquery.client import Client
 from dashquery.dev.bench_options import BenchRange
 from dashquery.dev.bench_stats import elapsed_ms, summarize
+from dashquery.read.binding import native
 
 _NAME = "dashquery_bench_statement"
-_PLACEHOLDERS = {"organization_id": "$1", "date_from": "$2", "date_to": "$3"}
 WARM_UP = 2  # runs per range before the measured ones (buffers, the first execution)
 SETTLE = 6  # executions before any measurement: the plan cache chooses after five
 _PLANS = "select generic_plans, custom_plans from pg_prepared_statements where name = %s"
 
 
 def server_text(rendered: bytes) -> str:
-    """The statement as server SQL. The read path renders it with native ``$1..$3``
-    (``dashquery.read.binding.native``, sent as it is): kept. A psycopg-style text
-    (``%(name)s``, ``%%``) is converted the way psycopg would send it."""
-    text = rendered.decode()
-    if not re.search(r"%\([a-z_]+\)s", text):
-        return text
-    for name, number in _PLACEHOLDERS.items():
-        text = text.replace(f"%({name})s", number)
-    if "%(" in text.replace("%%", ""):
-        raise ValueError("the statement has a placeholder the benchmark does not know")
-    return text.replace("%%", "%")
+    """The statement as server SQL. The read path renders it with native ``$1..$3`` already
+    (``read.binding.native``): sent as it is. A psycopg-rendered text (``%(name)s``, ``%%``)
+    goes through the same ``native``."""
+    if not re.search(rb"%\([a-z_]+\)s", rendered):
+        return rendered.decode()
+    return native(rendered).decode().replace("%%", "%")
 
 
 def measure_statement(

@@ -23,7 +23,7 @@ def native(rendered: bytes) -> bytes:
     for number, name in enumerate(PARAMETERS, 1):
         rendered = rendered.replace(f"%({name})s".encode(), f"${number}".encode())
     if re.search(rb"%\([a-z_]+\)s", rendered):
-        raise ValueError("a hybrid statement names a parameter outside PARAMETERS")
+        raise ValueError("a hybrid statement has a placeholder outside PARAMETERS")
     return rendered
 
 
