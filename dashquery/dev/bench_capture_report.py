@@ -2,24 +2,15 @@
 
 ``render_markdown(report)`` turns a capture report (its JSON) into the section the bench
 command writes into the docs between two markers, one section per volume, so no figure is
-copied by hand: ``write_docs_section(report, path)`` replaces the section (or appends it).
+copied by hand: ``bench_docs.write_docs_section`` puts it between the markers.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-
-
-def _markers(volume: str) -> tuple[str, str]:
-    return (
-        f"<!-- dashquery bench --scenario capture --volume {volume}: generated, do not edit -->",
-        f"<!-- end of dashquery bench --scenario capture --volume {volume} -->",
-    )
 
 
 def _ms(value: float | None) -> str:
@@ -135,10 +126,15 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f" {exact_before['ranges']} ranges): before the refresh"
         f" {verdict_before}, after it {verdict_after}.",
         "",
-        "| target | threshold | measured | pass | volume |",
-        "|---|---|---|---|---|",
+        *targets_table(report["targets"]),
     ]
-    for t in report["targets"]:
+    return "\n".join(lines) + "\n"
+
+
+def targets_table(targets: list[Mapping[str, Any]]) -> list[str]:
+    """The markdown table of a report's targets (every scenario's)."""
+    lines = ["| target | threshold | measured | pass | volume |", "|---|---|---|---|---|"]
+    for t in targets:
         measured = "-" if t["measured"] is None else f"{t['measured']:.4g} {t['unit']}"
         volume = t["volume"] + (
             "" if t["at_defined_volume"] else f" (defined at {t['defined_at']})"
@@ -147,7 +143,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             f"| {t['description']} | {t['comparison']} {t['threshold']:g} {t['unit']}"
             f" | {measured} | {_verdict(t['passed'])} | {volume} |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _exact_text(check: Mapping[str, Any]) -> str:
@@ -167,19 +163,6 @@ def _left(run: Mapping[str, Any]) -> str:
     if not left:
         return ""
     return " (left: " + ", ".join(f"{view} {n:,}" for view, n in left.items()) + ")"
-
-
-def write_docs_section(report: Mapping[str, Any], path: Path) -> None:
-    """Replace this volume's generated section of ``path`` (append it when missing)."""
-    start, end = _markers(report["meta"]["volume"])
-    block = f"{start}\n{render_markdown(report)}{end}\n"
-    text = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: block, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
 
 
 def print_capture_summary(report: Mapping[str, Any], console: Console | None = None) -> None:

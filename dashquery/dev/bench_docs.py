@@ -155,19 +155,8 @@ def render_read_markdown(report: Mapping[str, Any]) -> str:
         _cached_line(report),
         "",
         *_read_scenario_lines(report),
-        "| target | threshold | measured | pass | volume |",
-        "|---|---|---|---|---|",
+        *bench_capture_report.targets_table(report["targets"]),
     ]
-    for t in report["targets"]:
-        measured = "-" if t["measured"] is None else f"{t['measured']:.4g} {t['unit']}"
-        volume = t["volume"] + (
-            "" if t["at_defined_volume"] else f" (defined at {t['defined_at']})"
-        )
-        verdict = {True: "pass", False: "**fail**", None: "-"}[t["passed"]]
-        lines.append(
-            f"| {t['description']} | {t['comparison']} {t['threshold']:g} {t['unit']}"
-            f" | {measured} | {verdict} | {volume} |"
-        )
     return "\n".join(lines) + "\n"
 
 

@@ -53,9 +53,12 @@
   Triggers do not fire under session_replication_role = replica (logical replication apply).
 #}
 
-{# dashquery_capture_enabled: var dashquery_capture (default true) as a boolean. #}
-{% macro dashquery_capture_enabled() -%}
-    {%- set value = var('dashquery_capture', true) -%}
+{#
+  dashquery_bool_var: a boolean project var (true/false, or on/off, yes/no, 1/0 as strings
+  from --vars); anything else fails the run naming the var.
+#}
+{% macro dashquery_bool_var(name, default) -%}
+    {%- set value = var(name, default) -%}
     {%- if value is string -%}
         {%- set value = value | lower -%}
         {%- if value in ['true', 'on', 'yes', '1'] -%}{{ return(true) }}{%- endif -%}
@@ -63,7 +66,13 @@
     {%- elif value in [true, false] -%}
         {{ return(value) }}
     {%- endif -%}
-    {{ exceptions.raise_compiler_error("var dashquery_capture must be true or false, not " ~ value) }}
+    {{ exceptions.raise_compiler_error("var " ~ name ~ " must be true or false, not " ~ value) }}
+{%- endmacro %}
+
+
+{# dashquery_capture_enabled: var dashquery_capture (default true). #}
+{% macro dashquery_capture_enabled() -%}
+    {{ return(dashquery_bool_var('dashquery_capture', true)) }}
 {%- endmacro %}
 
 
@@ -186,17 +195,9 @@
 {%- endmacro %}
 
 
-{# dashquery_capture_notify_enabled: var dashquery_capture_notify (default true) as a boolean. #}
+{# dashquery_capture_notify_enabled: var dashquery_capture_notify (default true). #}
 {% macro dashquery_capture_notify_enabled() -%}
-    {%- set value = var('dashquery_capture_notify', true) -%}
-    {%- if value is string -%}
-        {%- set value = value | lower -%}
-        {%- if value in ['true', 'on', 'yes', '1'] -%}{{ return(true) }}{%- endif -%}
-        {%- if value in ['false', 'off', 'no', '0'] -%}{{ return(false) }}{%- endif -%}
-    {%- elif value in [true, false] -%}
-        {{ return(value) }}
-    {%- endif -%}
-    {{ exceptions.raise_compiler_error("var dashquery_capture_notify must be true or false, not " ~ value) }}
+    {{ return(dashquery_bool_var('dashquery_capture_notify', true)) }}
 {%- endmacro %}
 
 

@@ -26,7 +26,6 @@ from dashquery import Client
 from dashquery.cli import cli
 from dashquery.config import Settings
 from dashquery.dev.bench import BenchOptions, run_bench, run_capture_bench
-from dashquery.dev.bench_capture_report import write_docs_section as write_capture_section
 from dashquery.dev.bench_dbt import build_database
 from dashquery.dev.bench_docs import markers, report_stem, write_docs_section
 from dashquery.dev.bench_options import DataShape, scenario_shape
@@ -350,15 +349,12 @@ def test_capture_targets_and_the_generated_docs_section(
         assert t["measured"] is not None and t["passed"] is not None, t
     docs = tmp_path / "BENCHMARKS.md"
     docs.write_text("# Benchmarks\n\nhand-written text\n")
-    write_capture_section(capture_report, docs)
+    write_docs_section(capture_report, docs)
     first = docs.read_text()
     assert first.startswith("# Benchmarks\n\nhand-written text\n")
     assert "capture --volume tiny: generated" in first and "orders_insert" in first
-    # Rewritten in place, not appended twice; other text kept; the generic writer (what
-    # the command uses) writes the same section.
+    # Rewritten in place, not appended twice; other text kept.
     write_docs_section(capture_report, docs)
-    assert docs.read_text() == first
-    write_capture_section(capture_report, docs)
     assert docs.read_text() == first
     # The command re-renders a section from a saved JSON without measuring anything.
     saved, rendered = tmp_path / "bench-capture-tiny.json", tmp_path / "RENDERED.md"
