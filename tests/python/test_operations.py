@@ -159,6 +159,14 @@ def test_status_turns_red_when_a_view_is_overdue(
         sql.SQL("select watermark from {} where view_name = 'mv_daily_warranty'").format(marks)
     ).fetchone()  # type: ignore[misc]
     move = sql.SQL("update {} set watermark = %s where view_name = 'mv_daily_warranty'")
+    # Capture started before the moved watermark, as it would have on a deployment that old
+    # (a watermark before capture_since is a different state: 'outdated', read live).
+    deployment = table(ops, "dashquery_deployment")
+    [since] = conn.execute(sql.SQL("select capture_since from {}").format(deployment)).fetchone()  # type: ignore[misc]
+    conn.execute(
+        sql.SQL("update {} set capture_since = %s").format(deployment),
+        (since - dt.timedelta(hours=3),),
+    )
     # hourly: overdue after 2 h; 1 h 50 min is still fine, 2 h 10 min is not
     try:
         conn.execute(move.format(marks), (original - dt.timedelta(minutes=110),))
@@ -175,6 +183,7 @@ def test_status_turns_red_when_a_view_is_overdue(
         assert all(v["state"] == "ok" for name, v in views.items() if name != "mv_daily_warranty")
     finally:
         conn.execute(move.format(marks), (original,))
+        conn.execute(sql.SQL("update {} set capture_since = %s").format(deployment), (since,))
     assert status_json(run_cli)[0] == 0
 
 
