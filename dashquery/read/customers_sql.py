@@ -47,18 +47,12 @@ def unique_customers(hybrid: HybridStatements) -> sql.Composed:
     """
     days = CUSTOMER_DAYS
     distinct = sql.Identifier(days.distinct)
-    view = hybrid.relation(days.view)
-    arms = [
-        sql.SQL(
-            "select {distinct} from {view} where organization_id = %(organization_id)s"
-            " and business_day between greatest(%(date_from)s::date, {split})"
-            " and %(date_to)s::date"
-        ).format(distinct=distinct, view=view, split=hybrid.split_day(days.materialized_view))
-    ]
+    # the live days, as every block's: from the split on, and the changed days before it
+    arms = hybrid.live_arms(days, distinct)
     if days.materialized_view in hybrid.available_views:
-        before_split = _before_split(hybrid)
         # Both scalar subqueries are initplans, evaluated once; the first references no
         # column of the scan, so it becomes a one-time filter in front of it.
+        span = _before_split(hybrid)
         arms.insert(
             0,
             sql.SQL(
@@ -67,16 +61,9 @@ def unique_customers(hybrid: HybridStatements) -> sql.Composed:
             ).format(
                 distinct=distinct,
                 mv=hybrid.relation(days.materialized_view),
-                span=before_split,
+                span=span,
             ),
         )
-        if hybrid.changes:
-            arms.append(
-                sql.SQL(
-                    "select {distinct} from {view} where organization_id = %(organization_id)s"
-                    " and business_day = any({changed})"
-                ).format(distinct=distinct, view=view, changed=hybrid.changed(days.view))
-            )
     return sql.SQL(
         "customers as (select count(distinct {distinct}) as unique_customers"
         " from ({arms}) as range_customers)"

@@ -28,6 +28,7 @@ from dashquery.catalog import (
     CUSTOMER_DAYS,
     DAILY_BLOCKS,
     DailyBlock,
+    DistinctDays,
 )
 from dashquery.config import Settings
 from dashquery.read import customers_sql, rollup_sql
@@ -136,7 +137,9 @@ class HybridStatements(Bookkeeping):
         beside its usable materialized view: the incremental strategy keeps them)."""
         return {block.materialized_view, block.rollups} <= self.available_views
 
-    def live_arms(self, block: DailyBlock, selected: sql.Composable) -> list[sql.Composed]:
+    def live_arms(
+        self, block: DailyBlock | DistinctDays, selected: sql.Composable
+    ) -> list[sql.Composed]:
         """The block's live rows: days from the split on, and (with capture) the days before
         it recorded as changed."""
         arms = [
