@@ -13,7 +13,8 @@ from typing import Any
 from rich.console import Console
 
 
-def _ms(value: float | None) -> str:
+def format_ms(value: float | None) -> str:
+    """A millisecond figure for a docs table (also the read sections')."""
     if value is None:
         return "-"
     return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 else f"{value:,.0f}"
@@ -62,7 +63,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines.append(
             f"| {name} ({entry['transactions_per_mode']} per mode) | "
             + " | ".join(
-                f"{_ms(ms[m]['p50'])} / {_ms(ms[m]['p95'])}"
+                f"{format_ms(ms[m]['p50'])} / {format_ms(ms[m]['p95'])}"
                 for m in ("capture", "triggers_disabled", "replica")
             )
             + " | "
@@ -100,7 +101,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"Change table after the bulk loads (each load deleted again afterwards): "
         f"{bulk_refresh['change_rows_before']:,} rows; after the next `tag:15min` refresh:"
         f" {bulk_refresh['change_rows_after']:,}{_left(bulk_refresh)} (views' own time"
-        f" {_ms(bulk_refresh['views_ms_sum'])} ms).",
+        f" {format_ms(bulk_refresh['views_ms_sum'])} ms).",
         "",
         "| refresh | views' own time (sum of duration_ms) | per view ms | dbt wall s"
         " | change rows before → after |",
@@ -151,9 +152,11 @@ def _exact_text(check: Mapping[str, Any]) -> str:
 
 
 def _refresh_row(label: str, run: Mapping[str, Any]) -> str:
-    per_view = ", ".join(f"{v.removeprefix('mv_')} {_ms(ms)}" for v, ms in run["views_ms"].items())
+    per_view = ", ".join(
+        f"{v.removeprefix('mv_')} {format_ms(ms)}" for v, ms in run["views_ms"].items()
+    )
     return (
-        f"| {label} | {_ms(run['views_ms_sum'])} ms | {per_view} | {run['wall_seconds']:.1f}"
+        f"| {label} | {format_ms(run['views_ms_sum'])} ms | {per_view} | {run['wall_seconds']:.1f}"
         f" | {run['change_rows_before']:,} → {run['change_rows_after']:,}{_left(run)} |"
     )
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dashquery.dev import bench_capture_report
+from dashquery.dev.bench_capture_report import format_ms as _ms
 
 
 def report_stem(meta: Mapping[str, Any]) -> str:
@@ -54,12 +55,6 @@ def write_docs_section(report: Mapping[str, Any], path: Path) -> None:
     meta = report["meta"]
     start, end = markers(meta.get("scenario", "read"), meta["volume"])
     replace_section(path, start, end, render_markdown(report))
-
-
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 else f"{value:,.0f}"
 
 
 def _x(value: float | None) -> str:
