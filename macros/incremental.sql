@@ -102,7 +102,7 @@
   The old rows are deleted by ctid, found through the unique key index. The
   row count change is kept in dashquery.row_delta for the watermark row.
 #}
-{% macro dashboard_mv_incremental(relation, daily_relation, sql, unique_key) -%}
+{% macro dashboard_mv_incremental(relation, daily_relation, sql, unique_key, spans=none) -%}
     {%- set groups_macro = context[config.get('refresh_groups', 'dashquery_refresh_groups_default')] -%}
     {%- set rows_macro = context[config.get('refresh_rows', 'dashquery_refresh_rows_default')] -%}
     {%- set matches = [] -%}
@@ -132,7 +132,7 @@
                 offset 0
             ) as dq_old
         ))
-        returning 1
+        returning {{ '*' if spans is not none else '1' }}
     ),
 
     dq_inserted as (
@@ -141,8 +141,11 @@
             {{ rows_macro(relation, daily_relation, sql, unique_key) }}
         ) as dq_rows
         where (select count(*) from dq_deleted) >= 0
-        returning 1
-    )
+        returning {{ '*' if spans is not none else '1' }}
+    ){%- if spans is not none %},
+
+    {{ dashboard_mv_spans_changed(spans.tables, spans.entity, spans.column) }}
+    {%- endif %}
 
     select set_config(
         'dashquery.row_delta',
@@ -176,9 +179,12 @@
   refresh) and, at 100x, JIT-compiled. Each step is EXECUTEd from a dollar-quoted string:
   planned once, for this run, like any one-shot statement.
 #}
-{% macro dashboard_mv_incremental_refresh(relation, daily_relation, sql, unique_key, rollups, rollup_columns) -%}
-    {%- set changed = [dashboard_mv_incremental(relation, daily_relation, sql, unique_key) | trim] -%}
+{% macro dashboard_mv_incremental_refresh(relation, daily_relation, sql, unique_key, rollups, rollup_columns, spans=none) -%}
+    {%- set changed = [dashboard_mv_incremental(relation, daily_relation, sql, unique_key, spans) | trim] -%}
     {%- set everything = dashboard_mv_recompute_all(relation, sql) -%}
+    {%- if spans is not none -%}
+        {%- do everything.extend(dashboard_mv_spans_all(relation, spans.tables, spans.entity, spans.column)) -%}
+    {%- endif -%}
     {%- if rollups is not none -%}
         {%- do changed.extend(dashboard_mv_rollups_changed(relation, rollups, daily_relation, rollup_columns)) -%}
         {%- do everything.extend(dashboard_mv_rollups_all(relation, rollups, rollup_columns)) -%}

@@ -69,7 +69,9 @@
     - grants (dbt `grants` config + var dashquery_read_roles) and persisted docs.
   Config: unique_key (list, required), refresh_strategy, refresh_groups / refresh_rows
   (macro names, incremental only), rollups (true: month and year sums kept beside the
-  table in <relation>__rollups, in the same transactions: macros/rollups.sql). Any other index is the read path's business: none are
+  table in <relation>__rollups, in the same transactions: macros/rollups.sql), spans (a
+  datemultirange column: the first/last-day counts and gaps of its sets kept in
+  <relation>__ends and <relation>__gaps, the same way: macros/spans.sql). Any other index is the read path's business: none are
   needed, so the `indexes` config is refused. Test-only: var dashquery_refresh_test_hook,
   SQL run inside the refresh transaction right after its snapshot is taken.
 #}
@@ -104,6 +106,14 @@
     {%- set existing_rollups = load_cached_relation(rollups_relation) -%}
     {%- set rollups = rollups_relation if config.get('rollups', false) and strategy == 'incremental' else none -%}
     {%- set rollup_columns = dashboard_mv_rollup_columns(sql, unique_key) if rollups is not none else [] -%}
+    {#- the spans of a multirange column (macros/spans.sql): the same rules as the rollups -#}
+    {%- set spans_tables = dashboard_mv_spans_relations(target_relation) -%}
+    {%- set existing_spans = load_cached_relation(spans_tables.gaps) or load_cached_relation(spans_tables.ends) -%}
+    {%- set spans_column = config.get('spans') if strategy == 'incremental' else none -%}
+    {%- set spans = none -%}
+    {%- if spans_column -%}
+        {%- set spans = {'tables': spans_tables, 'entity': dashboard_mv_spans_entity(unique_key), 'column': spans_column} -%}
+    {%- endif -%}
 
     {{ run_hooks(pre_hooks, inside_transaction=False) }}
     {%- set run_id = dashboard_mv_log_start(target_relation) -%}
@@ -116,12 +126,13 @@
         {%- endcall %}
     {%- else -%}
         {%- set upstream_views = dashboard_mv_upstream_views() -%}
-        {%- set definition_hash = dashboard_mv_definition_hash(sql, unique_key, upstream_views, strategy, rollups is not none) -%}
+        {%- set definition_hash = dashboard_mv_definition_hash(sql, unique_key, upstream_views, strategy, rollups is not none, spans_column) -%}
         {%- if existing_relation is none -%}
             {%- set action = 'create' -%}
         {%- elif should_full_refresh()
             or existing_relation.type != relation_type
             or (rollups is none) != (existing_rollups is none)
+            or (spans is none) != (existing_spans is none)
             or dashboard_mv_stored_hash(target_relation) != definition_hash -%}
             {%- set action = 'rebuild' -%}
         {%- else -%}
@@ -136,14 +147,18 @@
             {{ dashboard_mv_begin_snapshot(target_relation, daily_relation, mode == 'incremental') }}
             {{ var('dashquery_refresh_test_hook', '') }}
             {%- if mode == 'incremental' %}
-            {{ dashboard_mv_incremental_refresh(target_relation, daily_relation, sql, unique_key, rollups, rollup_columns) }}
+            {{ dashboard_mv_incremental_refresh(target_relation, daily_relation, sql, unique_key, rollups, rollup_columns, spans) }}
             {%- elif mode == 'concurrent' %}
             {{ dashboard_mv_refresh(target_relation) }}
             {%- else %}
-            {{ dashboard_mv_build_and_swap(target_relation, existing_relation, sql, unique_key, rollups, existing_rollups, rollup_columns) }}
+            {{ dashboard_mv_build_and_swap(target_relation, existing_relation, sql, unique_key, rollups, existing_rollups, rollup_columns, spans, existing_spans is not none) }}
             {{ dashquery_new_relation_grants(target_relation) }}
             {%- if rollups is not none %}
             {{ dashquery_new_relation_grants(rollups) }}
+            {%- endif %}
+            {%- if spans is not none %}
+            {{ dashquery_new_relation_grants(spans.tables.ends) }}
+            {{ dashquery_new_relation_grants(spans.tables.gaps) }}
             {%- endif %}
             {%- endif %}
             {{ dashboard_mv_consume_changes(daily_relation) }}
@@ -158,6 +173,11 @@
         {%- do apply_grants(target_relation, dashquery_grant_config(), should_revoke=(action == 'refresh')) -%}
         {%- if rollups is not none -%}
             {%- do apply_grants(rollups, dashquery_grant_config(), should_revoke=(action == 'refresh')) -%}
+        {%- endif -%}
+        {%- if spans is not none -%}
+            {%- for table in [spans.tables.ends, spans.tables.gaps] -%}
+                {%- do apply_grants(table, dashquery_grant_config(), should_revoke=(action == 'refresh')) -%}
+            {%- endfor -%}
         {%- endif -%}
         {%- do persist_docs(target_relation, model) -%}
         {{ adapter.commit() }}

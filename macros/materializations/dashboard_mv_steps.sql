@@ -89,7 +89,7 @@
   changing a daily view's logic or columns rebuilds the materialized view that reads it.
   The names given to to_regclass are quoted identifiers (a schema such as `Dash Views`).
 #}
-{% macro dashboard_mv_definition_hash(sql, unique_key, upstream_views, strategy='concurrent', rollups=false) %}
+{% macro dashboard_mv_definition_hash(sql, unique_key, upstream_views, strategy='concurrent', rollups=false, spans=none) %}
     {%- set names = [] -%}
     {%- for view in upstream_views -%}
         {%- do names.append(view.include(database=false) | string) -%}
@@ -103,6 +103,9 @@
     {%- endif -%}
     {%- if rollups -%}
         {%- set own_text = own_text ~ '|rollups' -%}
+    {%- endif -%}
+    {%- if spans -%}
+        {%- set own_text = own_text ~ '|spans ' ~ spans -%}
     {%- endif -%}
     {%- set own = local_md5(own_text) -%}
     {% call statement('dashboard_mv_definition_hash', fetch_result=true) -%}
@@ -166,7 +169,7 @@
   get_create_index_sql, which names indexes by a hash: the read path and the docs know it
   as <view>__key.
 #}
-{% macro dashboard_mv_build_and_swap(relation, existing_relation, sql, unique_key, rollups=none, existing_rollups=none, rollup_columns=[]) %}
+{% macro dashboard_mv_build_and_swap(relation, existing_relation, sql, unique_key, rollups=none, existing_rollups=none, rollup_columns=[], spans=none, spans_exist=false) %}
     {%- set building = relation.incorporate(path={'identifier': relation.identifier ~ '__dq_new'}) -%}
     {%- set building_key = api.Relation.create(database=relation.database, schema=relation.schema, identifier=relation.identifier ~ '__dq_new_key') -%}
     {%- set columns = [] -%}
@@ -187,6 +190,15 @@
         {%- do swap.append(get_rename_sql(building_rollups, adapter.quote(rollups.identifier)) | trim) -%}
         {%- do swap.append('alter index ' ~ building_rollups.incorporate(path={'identifier': building_rollups.identifier ~ '_key'}) ~ ' rename to ' ~ adapter.quote(rollups.identifier ~ '__key')) -%}
     {%- endif -%}
+    {%- set spans_tables = dashboard_mv_spans_relations(relation) -%}
+    {%- set building_spans = dashboard_mv_spans_relations(building) -%}
+    {%- if spans_exist -%}
+        {%- do swap.append(dashquery_drop_sql(spans_tables.ends)) -%}
+        {%- do swap.append(dashquery_drop_sql(spans_tables.gaps)) -%}
+    {%- endif -%}
+    {%- if spans is not none -%}
+        {%- do swap.extend(dashboard_mv_spans_swap(spans_tables, building_spans)) -%}
+    {%- endif -%}
     {{ dashquery_drop_sql(building) }};
     create {{ 'table' if relation.type == 'table' else 'materialized view' }} {{ building }} as
     {{ sql }}
@@ -196,10 +208,17 @@
     {%- if rollups is not none %}
     {{ dashboard_mv_rollups_build(building_rollups, building, rollup_columns) }}
     {%- endif %}
+    {%- if spans is not none %}
+    {{ dashboard_mv_spans_build(building_spans, building, spans.entity, spans.column) }}
+    {%- endif %}
     {{ dashquery_retrying_on_lock(swap) }};
     analyze {{ relation }};
     {%- if rollups is not none %}
     analyze {{ rollups }};
+    {%- endif %}
+    {%- if spans is not none %}
+    analyze {{ spans_tables.ends }};
+    analyze {{ spans_tables.gaps }};
     {%- endif %}
 {% endmacro %}
 
