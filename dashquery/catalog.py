@@ -84,6 +84,21 @@ class DailyBlock:
         return self.materialized_view + ROLLUPS_SUFFIX
 
 
+# A distinct-days block's materialized relation (one datemultirange of days per organization
+# and distinct value) keeps the spans of those sets beside it (macros/spans.sql, dbt config
+# spans): <relation><SPANS_ENDS_SUFFIX> (organization_id, ROLLUP_GRAIN 'day' | 'month' |
+# 'year', ROLLUP_START, SPANS_FIRST, SPANS_LAST): how many sets start and end in the period;
+# <relation><SPANS_GAPS_SUFFIX> (organization_id, <distinct>, SPANS_AFTER, SPANS_BEFORE,
+# SPANS_LENGTH): each gap between two consecutive days of a set.
+SPANS_ENDS_SUFFIX: Final = "__ends"
+SPANS_GAPS_SUFFIX: Final = "__gaps"
+SPANS_FIRST: Final = "first_count"
+SPANS_LAST: Final = "last_count"
+SPANS_AFTER: Final = "after_day"
+SPANS_BEFORE: Final = "before_day"
+SPANS_LENGTH: Final = "gap_days"
+
+
 @dataclass(frozen=True)
 class DistinctDays:
     """One row per organization, business day and ``distinct`` value: counted distinct over
@@ -95,6 +110,16 @@ class DistinctDays:
     materialized_view: str
     key: tuple[str, ...]
     distinct: str
+
+    @property
+    def ends(self) -> str:
+        """Per period, the sets whose first and last day fall in it (dbt config ``spans``)."""
+        return self.materialized_view + SPANS_ENDS_SUFFIX
+
+    @property
+    def gaps(self) -> str:
+        """The gaps between consecutive days of each set (dbt config ``spans``)."""
+        return self.materialized_view + SPANS_GAPS_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -185,6 +210,7 @@ CURRENT_STATE_COLUMNS: Final = CURRENT_STATE.columns
 DAILY_VIEWS: Final = tuple(relation.view for relation in RELATIONS)
 MATERIALIZED_VIEWS: Final = tuple(relation.materialized_view for relation in RELATIONS)
 ROLLUP_RELATIONS: Final = tuple(block.rollups for block in DAILY_BLOCKS)
+SPANS_RELATIONS: Final = (CUSTOMER_DAYS.ends, CUSTOMER_DAYS.gaps)
 
 # The §4 freshness blocks and the materialized views each one reads.
 BLOCK_VIEWS: Final[dict[str, tuple[str, ...]]] = {

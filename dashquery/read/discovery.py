@@ -23,6 +23,7 @@ from dashquery.catalog import (
     MATERIALIZED_VIEWS,
     RELATIONS_TABLE,
     ROLLUP_RELATIONS,
+    SPANS_RELATIONS,
     WATERMARKS_TABLE,
 )
 from dashquery.config import Settings, shown
@@ -134,8 +135,11 @@ def discover(settings: Settings, conn: psycopg.Connection[Any]) -> Deployment:
     # strategy's); a materialized view never populated (a failed first build) cannot be read.
     # A block's rollups table (incremental strategy) is read only beside its materialized
     # relation; without one (the concurrent strategy, an older deployment) its day rows are.
+    # The customer days' spans tables likewise (without them every customer's days are tested).
     usable = {
-        name for name in (*MATERIALIZED_VIEWS, *ROLLUP_RELATIONS) if kinds.get(name) in _READABLE
+        name
+        for name in (*MATERIALIZED_VIEWS, *ROLLUP_RELATIONS, *SPANS_RELATIONS)
+        if kinds.get(name) in _READABLE
     }
     bookkeeping = Bookkeeping(settings)
     built_for = conn.execute(bookkeeping.built_for()).fetchall()

@@ -108,7 +108,8 @@
     {%- set rollup_columns = dashboard_mv_rollup_columns(sql, unique_key) if rollups is not none else [] -%}
     {#- the spans of a multirange column (macros/spans.sql): the same rules as the rollups -#}
     {%- set spans_tables = dashboard_mv_spans_relations(target_relation) -%}
-    {%- set existing_spans = load_cached_relation(spans_tables.gaps) or load_cached_relation(spans_tables.ends) -%}
+    {#- both or neither: one missing (dropped by hand) rebuilds, as a missing relation would -#}
+    {%- set found_spans = [load_cached_relation(spans_tables.ends), load_cached_relation(spans_tables.gaps)] | reject('none') | list -%}
     {%- set spans_column = config.get('spans') if strategy == 'incremental' else none -%}
     {%- set spans = none -%}
     {%- if spans_column -%}
@@ -132,7 +133,7 @@
         {%- elif should_full_refresh()
             or existing_relation.type != relation_type
             or (rollups is none) != (existing_rollups is none)
-            or (spans is none) != (existing_spans is none)
+            or (found_spans | length) != (0 if spans is none else 2)
             or dashboard_mv_stored_hash(target_relation) != definition_hash -%}
             {%- set action = 'rebuild' -%}
         {%- else -%}
@@ -151,7 +152,7 @@
             {%- elif mode == 'concurrent' %}
             {{ dashboard_mv_refresh(target_relation) }}
             {%- else %}
-            {{ dashboard_mv_build_and_swap(target_relation, existing_relation, sql, unique_key, rollups, existing_rollups, rollup_columns, spans, existing_spans is not none) }}
+            {{ dashboard_mv_build_and_swap(target_relation, existing_relation, sql, unique_key, rollups, existing_rollups, rollup_columns, spans, found_spans | length > 0) }}
             {{ dashquery_new_relation_grants(target_relation) }}
             {%- if rollups is not none %}
             {{ dashquery_new_relation_grants(rollups) }}

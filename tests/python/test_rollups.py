@@ -21,7 +21,13 @@ from dashquery.catalog import CHANGES_TABLE, DAILY_BLOCKS, ROLLUP_GRAIN, ROLLUP_
 from dashquery.ops.dbt_runner import run_dbt
 from dashquery.read.discovery import discover
 from dashquery.read.statement import HybridStatements
-from tests.python.helpers import Dashboard, assert_matches_naive, business_today
+from tests.python.helpers import (
+    Dashboard,
+    assert_matches_naive,
+    business_today,
+    edge_ranges,
+    relation_exists,
+)
 from tests.python.helpers import dbt_run as refresh
 
 Conn = psycopg.Connection[Any]
@@ -76,39 +82,6 @@ def rollup_differences(conn: Conn, dashboard: Dashboard) -> dict[str, tuple[int,
             ).fetchall()
             print(block.rollups, "not the daily view's sums:", sample)
     return found
-
-
-def relation_exists(conn: Conn, dashboard: Dashboard, name: str) -> bool:
-    row = conn.execute(
-        "select to_regclass(format('%%I.%%I', %s::text, %s::text)) is not null",
-        (dashboard.settings.schema, name),
-    ).fetchone()
-    return bool(row and row[0])
-
-
-def edge_ranges(today: dt.date) -> list[tuple[dt.date, dt.date]]:
-    """Ranges cut at and beside month and year edges, over the data's whole history."""
-    day = dt.timedelta(days=1)
-    ranges = []
-    for year in (today.year - 2, today.year - 1):
-        first, last = dt.date(year, 1, 1), dt.date(year, 12, 31)
-        ranges += [
-            (first, last),  # exactly one year
-            (first + day, last),  # a year less its first day
-            (first, last - day),
-            (last, last + day),  # across new year
-            (dt.date(year, 2, 1), dt.date(year, 2, 28)),  # one whole month
-            (dt.date(year, 1, 31), dt.date(year, 3, 1)),  # one whole month and two days
-            (dt.date(year, 3, 15), dt.date(year + 1, 4, 14)),  # days, months, across a year
-        ]
-    ranges += [
-        (today - 3659 * day, today),
-        (today - 729 * day, today),
-        (today.replace(day=1), today),  # this month so far
-        (today.replace(month=1, day=1), today),  # this year so far
-        (dt.date(today.year - 2, 1, 1), today - day),  # two whole years, months and days
-    ]
-    return ranges
 
 
 @pytest.fixture

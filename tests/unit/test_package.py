@@ -12,7 +12,10 @@ import dashquery
 PACKAGE = Path(dashquery.__file__).parent
 HEAVY = ("dbt", "click", "rich", "matplotlib")
 # Modules allowed over ~300 lines, each with the reason (the brief: none without one).
-LONG_MODULES: dict[str, str] = {}
+LONG_MODULES: dict[str, str] = {
+    # every name dbt and Python share, defined once: split, it would be two places to look
+    "dashquery.catalog": "the one catalog of shared names",
+}
 
 
 def _modules() -> dict[str, Path]:
