@@ -138,13 +138,16 @@ def _from_spans(hybrid: HybridStatements) -> sql.Composed:
         lasts=_ends_before(hybrid, SPANS_LAST, "a"),
         gaps=_gaps_around(hybrid),
     )
-    # with no stored day in the range every live customer is new: no probes
+    # With no stored day in the range every live customer is new: no probes. Otherwise one
+    # unique-key probe per live customer: a scalar subquery, which PostgreSQL runs per row
+    # (a NOT EXISTS would be planned as an anti-join, and with the generic plan's estimate
+    # of the live customers, a hash of all the organization's customers: ~1 ms at 10x).
     new_live = sql.SQL(
         "case when bounds.b <= bounds.a then (select count(*) from {live} as live)"
-        " else (select count(*) from {live} as live where not exists ("
-        "select from {mv} as stored where stored.organization_id = %(organization_id)s"
-        " and stored.{distinct} = live.{distinct}"
-        " and stored.order_days && daterange(bounds.a, bounds.b, '[)'))) end"
+        " else (select count(*) from {live} as live where not coalesce(("
+        "select stored.order_days && daterange(bounds.a, bounds.b, '[)') from {mv} as stored"
+        " where stored.organization_id = %(organization_id)s"
+        " and stored.{distinct} = live.{distinct}), false)) end"
     ).format(
         distinct=distinct,
         live=sql.Identifier(_LIVE),
