@@ -143,8 +143,11 @@ JOB_GROUPS = f"""
     union select 'daily_jobs', day(completed_at) from {{s}}.jobs where id = %(id)s
     union select 'daily_energy', day(completed_at) from {{s}}.jobs
         where id = %(id)s and status = 'completed'
-    union select 'daily_jobs', day(worked_at) from {{s}}.job_time_entries where job_id = %(id)s
     {STATE}"""
+# A job deleted (or soft-deleted) takes its time entries' hours out of their days; moving
+# it between days leaves them where they are (they count on their own worked_at day).
+JOB_DELETE_GROUPS = f"""{JOB_GROUPS}
+    union select 'daily_jobs', day(worked_at) from {{s}}.job_time_entries where job_id = %(id)s"""
 ORDER_GROUPS = """
     select 'daily_orders', day(created_at) from {s}.orders where id = %(id)s
     union select 'daily_order_customers', day(created_at) from {s}.orders where id = %(id)s
@@ -232,12 +235,12 @@ def make_every_kind_of_change(c: Changer) -> None:
     soft = c.one(with_entries, job=job, n=0, **old)
     hard = c.one(with_entries, job=job, n=1, **old)
     c.change(
-        JOB_GROUPS,
+        JOB_DELETE_GROUPS,
         "update {s}.jobs set deleted_at = now(), updated_at = now() where id = %(id)s",
         id=soft,
     )
     c.change(
-        JOB_GROUPS,
+        JOB_DELETE_GROUPS,
         "delete from {s}.job_time_entries where job_id = %(id)s",
         "delete from {s}.jobs where id = %(id)s",
         id=hard,
