@@ -10,7 +10,8 @@ with a day in ``[a, b)`` (``a`` = date_from, ``b`` = min(date_to + 1, split)):
   minus those with a gap around the whole range. The first two are prefix sums of per-period
   counts (year, month and day rows: ~50 at most); the gaps around a range are found by their
   end (``before_day >= b``: none for a range ending at the split, the commonest read) or, for
-  a range ending earlier, by their length (only gaps longer than the range can contain it).
+  a range ending over a month earlier, by their length (only gaps longer than the range can
+  contain it).
   Its cost does not grow with the customer count. The live customers (days from the split
   on) are added when their stored days miss ``[a, b)``: one unique-key probe each.
 - **every customer tested**: each customer's multirange ``&&`` the range, ``count(distinct)``
@@ -105,10 +106,12 @@ def _ends_before(hybrid: HybridStatements, column: str, day: str) -> sql.Compose
 
 def _gaps_around(hybrid: HybridStatements) -> sql.Composed:
     """Customers with a gap around all of [a, b): after_day < a and before_day >= b. Found by
-    before_day when the days from b to the split are no more than the range's (then few
-    gaps end after b), else by length (before_day - after_day > b - a). The second arm states
-    its end as after_day + gap_days, the same day, so that only the length is an index bound
-    and the planner cannot take the other index for it."""
+    before_day when b is at most a month before the split, and no further from it than the
+    range is long (the gaps ending from b on are then few: none when b is the split), else
+    by length (before_day - after_day > b - a: gaps longer than a long range are rare; a
+    year-long range ending a year ago would otherwise read a year of gaps by their end). The
+    second arm states its end as after_day + gap_days, the same day, so that only the length
+    is an index bound and the planner cannot take the other index for it."""
     gaps = hybrid.relation(CUSTOMER_DAYS.gaps)
     after, before, length = map(sql.Identifier, (SPANS_AFTER, SPANS_BEFORE, SPANS_LENGTH))
     by_end = sql.SQL(
@@ -121,7 +124,8 @@ def _gaps_around(hybrid: HybridStatements) -> sql.Composed:
         " and {after} + {length} >= bounds.b)"
     ).format(gaps=gaps, length=length, after=after)
     return sql.SQL(
-        "case when {split} - bounds.b <= bounds.b - bounds.a then {by_end} else {by_length} end"
+        "case when {split} - bounds.b <= least(bounds.b - bounds.a, 31)"
+        " then {by_end} else {by_length} end"
     ).format(
         split=hybrid.split_day(CUSTOMER_DAYS.materialized_view), by_end=by_end, by_length=by_length
     )
