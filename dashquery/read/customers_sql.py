@@ -49,21 +49,34 @@ if TYPE_CHECKING:
 # it), a CTE: each way of counting reads it.
 _LIVE = "customers_live"
 
-# [a, b): the days before the split, empty when b <= a
-_BOUNDS = (
-    "select %(date_from)s::date as a,"
-    " greatest(%(date_from)s::date, least(%(date_to)s::date + 1, {split})) as b"
-)
+
+def _end(start: sql.Composable, split: sql.Composable) -> sql.Composed:
+    """b: the end of [start, b), the days of the range before the split (empty when b is
+    start)."""
+    return sql.SQL("greatest({start}, least(%(date_to)s::date + 1, {split}))").format(
+        start=start, split=split
+    )
+
+
+def _bounds(hybrid: HybridStatements) -> sql.Composed:
+    """One row: a (date_from), b and the split, for every piece of the spans count (the
+    split's initplan evaluated once)."""
+    return sql.SQL(
+        "select a, {b} as b, split from (select %(date_from)s::date as a, {split} as split)"
+        " as edges"
+    ).format(
+        b=_end(sql.SQL("a"), sql.SQL("split")),
+        split=hybrid.split_day(CUSTOMER_DAYS.materialized_view),
+    )
 
 
 def _before_split(hybrid: HybridStatements) -> sql.Composed:
     """[date_from, min(date_to + 1, split)) as a datemultirange (empty when the split is at
     or before date_from), minus the changed days."""
     days = CUSTOMER_DAYS
-    span = sql.SQL(
-        "datemultirange(daterange(%(date_from)s::date,"
-        " greatest(%(date_from)s::date, least(%(date_to)s::date + 1, {split})), '[)'))"
-    ).format(split=hybrid.split_day(days.materialized_view))
+    span = sql.SQL("datemultirange(daterange(%(date_from)s::date, {end}, '[)'))").format(
+        end=_end(sql.SQL("%(date_from)s::date"), hybrid.split_day(days.materialized_view))
+    )
     if not hybrid.changes:
         return span
     return sql.SQL(
@@ -124,11 +137,9 @@ def _gaps_around(hybrid: HybridStatements) -> sql.Composed:
         " and {after} + {length} >= bounds.b)"
     ).format(gaps=gaps, length=length, after=after)
     return sql.SQL(
-        "case when {split} - bounds.b <= least(bounds.b - bounds.a, 31)"
+        "case when bounds.split - bounds.b <= least(bounds.b - bounds.a, 31)"
         " then {by_end} else {by_length} end"
-    ).format(
-        split=hybrid.split_day(CUSTOMER_DAYS.materialized_view), by_end=by_end, by_length=by_length
-    )
+    ).format(by_end=by_end, by_length=by_length)
 
 
 def _from_spans(hybrid: HybridStatements) -> sql.Composed:
@@ -160,7 +171,7 @@ def _from_spans(hybrid: HybridStatements) -> sql.Composed:
     return sql.SQL("(select {stored} + {new_live} from ({bounds}) as bounds)").format(
         stored=stored,
         new_live=new_live,
-        bounds=sql.SQL(_BOUNDS).format(split=hybrid.split_day(days.materialized_view)),
+        bounds=_bounds(hybrid),
     )
 
 
