@@ -192,3 +192,20 @@ def edge_ranges(today: dt.date) -> list[tuple[dt.date, dt.date]]:
         (dt.date(today.year - 2, 1, 1), today - day),  # two whole years, months and days
     ]
     return ranges
+
+
+def except_all_counts(
+    conn: psycopg.Connection[Any], stored: sql.Composable, expected: sql.Composable
+) -> tuple[int, int]:
+    """(rows of ``stored`` not in ``expected``, rows of ``expected`` not stored), both as
+    multisets (EXCEPT ALL): (0, 0) when two queries agree row for row."""
+    row = conn.execute(
+        sql.SQL(
+            "select (select count(*) from (select * from ({a}) as a"
+            " except all select * from ({b}) as b) as x),"
+            " (select count(*) from (select * from ({b}) as b"
+            " except all select * from ({a}) as a) as y)"
+        ).format(a=stored, b=expected)
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])

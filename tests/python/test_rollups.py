@@ -26,6 +26,7 @@ from tests.python.helpers import (
     assert_matches_naive,
     business_today,
     edge_ranges,
+    except_all_counts,
     relation_exists,
 )
 from tests.python.helpers import dbt_run as refresh
@@ -66,15 +67,9 @@ def rollup_differences(conn: Conn, dashboard: Dashboard) -> dict[str, tuple[int,
             schema=schema,
             rollups=sql.Identifier(block.rollups),
         )
-        row = conn.execute(
-            sql.SQL(
-                "select (select count(*) from ({stored} except all {expected}) as a),"
-                " (select count(*) from ({expected} except all {stored}) as b)"
-            ).format(stored=stored, expected=expected)
-        ).fetchone()
-        assert row is not None
-        if row != (0, 0):
-            found[block.rollups] = (int(row[0]), int(row[1]))
+        differences = except_all_counts(conn, stored, expected)
+        if differences != (0, 0):
+            found[block.rollups] = differences
             sample = conn.execute(
                 sql.SQL("({stored} except all {expected}) limit 3").format(
                     stored=stored, expected=expected

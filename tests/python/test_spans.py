@@ -34,6 +34,7 @@ from tests.python.helpers import (
     assert_matches_naive,
     business_today,
     edge_ranges,
+    except_all_counts,
     relation_exists,
 )
 from tests.python.helpers import dbt_run as refresh
@@ -83,17 +84,9 @@ def spans_differences(conn: Conn, dashboard: Dashboard) -> dict[str, tuple[int, 
         (CUSTOMER_DAYS.ends, stored_ends, ends),
         (CUSTOMER_DAYS.gaps, stored_gaps, gaps),
     ):
-        row = conn.execute(
-            sql.SQL(
-                "select (select count(*) from (select * from ({a}) as a"
-                " except all select * from ({b}) as b) as x),"
-                " (select count(*) from (select * from ({b}) as b"
-                " except all select * from ({a}) as a) as y)"
-            ).format(a=stored, b=expected)
-        ).fetchone()
-        assert row is not None
-        if row != (0, 0):
-            found[name] = (int(row[0]), int(row[1]))
+        differences = except_all_counts(conn, stored, expected)
+        if differences != (0, 0):
+            found[name] = differences
     return found
 
 
