@@ -84,13 +84,17 @@ def settings_drift(
     return problems
 
 
+def _columns(cursor: psycopg.Cursor[Any], relation: sql.Composed) -> set[str]:
+    """The column names of a bookkeeping table: older deployments lack the newer columns."""
+    name = relation.as_string(cursor.connection)
+    return {row["attname"] for row in cursor.execute(_COLUMNS, (name,))}
+
+
 def outdated_views(
     cursor: psycopg.Cursor[Any], relations: sql.Composed, watermarks: sql.Composed
 ) -> dict[str, str]:
     """Materialized views refreshed from an older definition of a daily view they read."""
-    name = watermarks.as_string(cursor.connection)
-    columns = {row["attname"] for row in cursor.execute(_COLUMNS, (name,))}
-    if "upstream_hash" not in columns:
+    if "upstream_hash" not in _columns(cursor, watermarks):
         return {}  # bookkeeping from before upstream hashes: nothing to compare
     query = _OUTDATED.format(relations=relations, watermarks=watermarks)
     outdated = {}
@@ -107,9 +111,7 @@ def uncaptured_views(
     cursor: psycopg.Cursor[Any], watermarks: sql.Composed, deployment: sql.Composed
 ) -> dict[str, str]:
     """Views whose last refresh predates change capture: exact, but read live meanwhile."""
-    name = deployment.as_string(cursor.connection)
-    columns = {row["attname"] for row in cursor.execute(_COLUMNS, (name,))}
-    if CAPTURE_SINCE_COLUMN not in columns:
+    if CAPTURE_SINCE_COLUMN not in _columns(cursor, deployment):
         return {}  # bookkeeping from before change capture
     query = _UNCAPTURED.format(
         watermarks=watermarks,
