@@ -14,11 +14,16 @@ from dashquery.result import DashboardMetrics
 from tests.python.helpers import Dashboard
 
 
-def add_order_now(dashboard: Dashboard, org: uuid.UUID) -> None:
+def add_order_now(dashboard: Dashboard, org: uuid.UUID, *, quietly: bool = False) -> None:
     """A delivered order created now (today, read live): orders_count of any range ending
-    today goes up by one, and revenue by 4321 cents."""
+    today goes up by one, and revenue by 4321 cents.
+
+    ``quietly``: with triggers off (session_replication_role = replica), so neither a change
+    row nor a notification, whether or not the capture triggers are installed."""
     orders = sql.SQL("{}.orders").format(sql.Identifier(dashboard.settings.source_schema))
     with psycopg.connect(dashboard.settings.conninfo, autocommit=True) as conn:
+        if quietly:
+            conn.execute("set session_replication_role = replica")
         inserted = conn.execute(
             sql.SQL(
                 "insert into {orders} select gen_random_uuid(), organization_id, customer_id,"

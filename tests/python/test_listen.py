@@ -123,23 +123,6 @@ def dropped_within(
     return result, time.monotonic() - started
 
 
-def add_order_quietly(board: Dashboard, org: uuid.UUID) -> None:
-    """``add_order_now`` with triggers off (session_replication_role = replica): neither a
-    change row nor a notification, whether or not the capture triggers are installed."""
-    orders = sql.SQL("{}.orders").format(sql.Identifier(board.settings.source_schema))
-    with board.connect() as conn:
-        conn.execute("set session_replication_role = replica")
-        inserted = conn.execute(
-            sql.SQL(
-                "insert into {orders} select gen_random_uuid(), organization_id, customer_id,"
-                " 'delivered', 4321, now(), now(), null from {orders}"
-                " where organization_id = %s and deleted_at is null limit 1"
-            ).format(orders=orders),
-            (org,),
-        )
-        assert inserted.rowcount == 1
-
-
 def capture_installed(board: Dashboard) -> bool:
     with board.connect() as conn:
         row = conn.execute("select exists (select from pg_trigger where tgname like %s)",
@@ -169,7 +152,7 @@ def test_a_notified_change_drops_another_clients_value_within_a_second(
     listener = running(poll_seconds=600)  # the poll cannot be what drops it
     org, other = board.organization_ids[0], board.organization_ids[1]
     value, untouched = cached(reader, board, org), cached(reader, board, other)
-    add_order_quietly(board, org)
+    add_order_now(board, org, quietly=True)
     notify(board, org)
     result, seconds = dropped_within(reader, value, DROPPED_WITHIN)
     assert seconds < DROPPED_WITHIN
@@ -185,7 +168,7 @@ def test_a_reconnect_invalidates_everything(board: Dashboard, reader: Client, ru
     value = cached(reader, board, org)
     # The listener's connection goes away: it reconnects and drops everything, since what
     # was notified meanwhile is lost (here: a change nobody notified).
-    add_order_quietly(board, org)
+    add_order_now(board, org, quietly=True)
     with board.connect() as conn:
         conn.execute(
             "select pg_terminate_backend(pid) from pg_stat_activity"
@@ -199,7 +182,7 @@ def test_a_reconnect_invalidates_everything(board: Dashboard, reader: Client, ru
 
     # A restart of the listener: the same.
     value = cached(reader, board, org)
-    add_order_quietly(board, org)
+    add_order_now(board, org, quietly=True)
     running(poll_seconds=600)
     result, _ = dropped_within(reader, value, 1.0)
     assert result.metrics["orders_count"] == value.metrics["orders_count"] + 1
@@ -211,7 +194,7 @@ def test_the_poll_drops_a_change_nobody_notified(
     running(poll_seconds=0.5)
     org = board.organization_ids[0]
     value = cached(reader, board, org)
-    add_order_quietly(board, org)
+    add_order_now(board, org, quietly=True)
     with board.connect() as conn:
         record_change(conn, board, org)
     result, _ = dropped_within(reader, value, 0.5 + 1.0)
@@ -253,7 +236,7 @@ def test_a_change_a_refresh_consumed_before_any_poll_still_drops_the_value(
         listener = Listener(client, poll_seconds=600)
         seen = listener._poll(conn, None)  # the snapshot the next poll starts from
         value = cached(reader, board, org)
-        add_order_quietly(board, org)
+        add_order_now(board, org, quietly=True)
         record_change(conn, board, org)
         run_dbt(["run", "--select", mv], board.settings)
         left = conn.execute(
@@ -337,7 +320,7 @@ def test_the_command_listens_logs_once_per_connect_and_stops_on_sigterm(
         org = board.organization_ids[0]
         value = cached(reader, board, org)
         for _ in range(3):
-            add_order_quietly(board, org)
+            add_order_now(board, org, quietly=True)
             notify(board, org)
             value, seconds = dropped_within(reader, value, DROPPED_WITHIN)
             assert seconds < DROPPED_WITHIN
