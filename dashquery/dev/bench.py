@@ -29,6 +29,7 @@ import random
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -49,11 +50,29 @@ from dashquery.dev.bench_targets import evaluate_targets
 from dashquery.errors import Misconfigured
 
 
+@dataclass(frozen=True)
+class _Run:
+    """When a scenario started and the machine's load then: both scenarios' reports end
+    with the same meta fields and targets (``finish``)."""
+
+    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    started: float = field(default_factory=time.perf_counter)
+    load_start: tuple[float, float, float] = field(default_factory=os.getloadavg)
+
+    def finish(self, report: dict[str, Any]) -> dict[str, Any]:
+        """``report`` with its timing and load in ``meta``, and its targets evaluated."""
+        report["meta"] |= {
+            "started_at": self.started_at.isoformat(),
+            "seconds": round(time.perf_counter() - self.started, 1),
+            "load_average": {"start": self.load_start, "end": os.getloadavg()},
+        }
+        report["targets"] = evaluate_targets(report)
+        return report
+
+
 def run_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]:
     """Measure the database of ``settings`` (data generated, dbt run) and return the report."""
-    started_at = dt.datetime.now(dt.UTC)
-    started = time.perf_counter()
-    load_start = os.getloadavg()
+    run = _Run()
     rng = random.Random(options.seed)
     today = dt.datetime.now(settings.zone).date()
     ranges = bench_ranges(today, options.scenario)
@@ -86,13 +105,7 @@ def run_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]:
         if full:
             report["refresh"] = measure_refresh(client, settings, orgs, ranges, options, rng, bar)
             report["concurrency"] = measure_concurrency(client, orgs, today, options, bar)
-    report["meta"] |= {
-        "started_at": started_at.isoformat(),
-        "seconds": round(time.perf_counter() - started, 1),
-        "load_average": {"start": load_start, "end": os.getloadavg()},
-    }
-    report["targets"] = evaluate_targets(report)
-    return report
+    return run.finish(report)
 
 
 def _cached(
@@ -142,9 +155,7 @@ def _jsonable(tenants: dict[str, Any]) -> dict[str, Any]:
 
 def run_capture_bench(settings: Settings, options: BenchOptions) -> dict[str, Any]:
     """The capture scenario: write overhead, then refreshes after changes (module doc)."""
-    started_at = dt.datetime.now(dt.UTC)
-    started = time.perf_counter()
-    load_start = os.getloadavg()
+    run = _Run()
     rng = random.Random(options.seed)
     today = dt.datetime.now(settings.zone).date()
     report: dict[str, Any] = {}
@@ -194,13 +205,7 @@ def run_capture_bench(settings: Settings, options: BenchOptions) -> dict[str, An
             "backfill": backfill,
         },
     }
-    report["meta"] |= {
-        "started_at": started_at.isoformat(),
-        "seconds": round(time.perf_counter() - started, 1),
-        "load_average": {"start": load_start, "end": os.getloadavg()},
-    }
-    report["targets"] = evaluate_targets(report)
-    return report
+    return run.finish(report)
 
 
 def _strategies(settings: Settings) -> dict[str, str]:
