@@ -9,6 +9,7 @@ that user out of a running cluster whenever a second pytest starts on the machin
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -70,6 +71,13 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def warnings(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """``caplog`` capturing WARNING and up: the retry and breaker logs the fault tests count."""
+    caplog.set_level(logging.WARNING)
+    return caplog
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ data. The breaker runs on a clock the test moves.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -62,12 +61,6 @@ def stack(own_stack: LocalStack, own_dashboard: Dashboard) -> Iterator[LocalStac
         with suppress(StackError):
             own_stack.resume_redis()  # start() would take a paused server for a dead one
         own_stack.start()
-
-
-@pytest.fixture
-def warnings(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.WARNING)
-    return caplog
 
 
 def redis_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -8,7 +8,6 @@ loopback proxy cuts the link to it without moving its port.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,12 +32,6 @@ def stack() -> Iterator[LocalStack]:
 @pytest.fixture(scope="module")
 def own_dashboard(stack: LocalStack) -> Dashboard:
     return build_dashboard(stack, stack.env()["DASHQUERY_REDIS_URL"], seed=37, orgs=1)
-
-
-@pytest.fixture
-def warnings(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.WARNING)
-    return caplog
 
 
 def test_statement_timeout_gives_unavailable_after_bounded_retries(

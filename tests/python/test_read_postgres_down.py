@@ -7,7 +7,6 @@ Runs on a stack of this module's own: it freezes PostgreSQL (SIGSTOP) and edits 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import signal
 import threading
@@ -38,12 +37,6 @@ def stack() -> Iterator[LocalStack]:
 @pytest.fixture(scope="module")
 def own_dashboard(stack: LocalStack) -> Dashboard:
     return build_dashboard(stack, stack.env()["DASHQUERY_REDIS_URL"], seed=47, orgs=1)
-
-
-@pytest.fixture
-def warnings(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.WARNING)
-    return caplog
 
 
 def with_conninfo(dashboard: Dashboard, **changes: Any) -> Any:
