@@ -28,3 +28,17 @@
     {%- endfor -%}
     {{ exceptions.raise_compiler_error("dashquery: no 'application' source is defined") }}
 {%- endmacro %}
+
+
+{#
+  dashquery_definition_hash: the hash a relation's definition is recorded under (its compiled
+  SQL plus whatever else the caller appends). dbt renders every ref and source with the
+  database name in front ("db"."schema"."name"), which is not part of the definition: a
+  database copied or restored under another name (CREATE DATABASE ... TEMPLATE, pg_restore
+  into a new database) holds the same relations, and hashing the name made its next run
+  rebuild every materialized relation from scratch. The database qualifier is taken out
+  before hashing; the SQL that runs keeps it.
+#}
+{% macro dashquery_definition_hash(text) -%}
+    {{ return(local_md5(text | replace(adapter.quote(target.database) ~ '.', ''))) }}
+{%- endmacro %}

@@ -107,7 +107,7 @@
     {%- if spans -%}
         {%- set own_text = own_text ~ '|spans ' ~ spans -%}
     {%- endif -%}
-    {%- set own = local_md5(own_text) -%}
+    {%- set own = dashquery_definition_hash(own_text) -%}
     {% call statement('dashboard_mv_definition_hash', fetch_result=true) -%}
         select md5({{ dashquery_literal(own) }} || coalesce(string_agg(pg_get_viewdef(to_regclass(name)::oid, true), '|' order by name), ''))
         from unnest({{ dashquery_text_array(names) }}) as name

@@ -22,7 +22,7 @@
 {% materialization dashboard_view, adapter='postgres' %}
     {%- set target_relation = this.incorporate(type='view') -%}
     {%- set existing_relation = load_cached_relation(this) -%}
-    {%- set definition_hash = local_md5(sql) -%}
+    {%- set definition_hash = dashquery_definition_hash(sql) -%}
 
     {{ run_hooks(pre_hooks, inside_transaction=False) }}
     {{ run_hooks(pre_hooks, inside_transaction=True) }}

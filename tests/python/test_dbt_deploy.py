@@ -255,6 +255,36 @@ def test_unchanged_daily_view_costs_no_ddl(deployment: Deployment) -> None:
     assert relation_row_version(deployment, "daily_orders") == before
 
 
+def test_a_copy_under_another_name_refreshes_without_rebuilding(
+    deployment: Deployment, stack: LocalStack
+) -> None:
+    """A database copied under another name (CREATE DATABASE ... TEMPLATE, as a restore into
+    a new database would be) holds the same definitions: its next run refreshes every
+    materialized relation and replaces no view. The recorded hashes used to include the
+    database name dbt renders in front of every relation, so the copy rebuilt everything."""
+    copy = f"dash_copy_{uuid.uuid4().hex[:8]}"
+    template = conninfo_to_dict(deployment.settings.conninfo)["dbname"]
+    with psycopg.connect(stack.conninfo("postgres"), autocommit=True) as conn:
+        create = sql.SQL("create database {} template {}")
+        conn.execute(create.format(sql.Identifier(copy), sql.Identifier(str(template))))
+    try:
+        copied = Deployment(
+            Settings(
+                conninfo=stack.conninfo(copy), source_schema=SOURCE_SCHEMA, schema=VIEW_SCHEMA
+            ),
+            deployment.role,
+            deployment.changed_project,
+        )
+        output = copied.dbt("run").output
+        assert output.count("REFRESH incremental (repeatable read)") == len(MATERIALIZED), output
+        assert "REBUILD" not in output and "CREATE" not in output, output
+        assert "UNCHANGED" in output and "REPLACE" not in output, output
+    finally:
+        with psycopg.connect(stack.conninfo("postgres"), autocommit=True) as conn:
+            drop = sql.SQL("drop database if exists {} with (force)")
+            conn.execute(drop.format(sql.Identifier(copy)))
+
+
 def readers_never_queue_while(
     deployment: Deployment, relation: str, args: tuple[str, ...], project: Path
 ) -> None:
