@@ -79,21 +79,27 @@ class Dashboard:
         return psycopg.connect(self.settings.conninfo, autocommit=True)
 
 
-def build_dashboard(stack: LocalStack, redis_url: str, *, seed: int, orgs: int) -> Dashboard:
-    """Generate data into a new database and `dbt build` it.
+# (stack folder, seed, orgs) -> (template database, organization ids, empty organization id)
+_TEMPLATES: dict[tuple[Path, int, int], tuple[str, tuple[uuid.UUID, ...], uuid.UUID]] = {}
 
-    The schemas are deliberately not the defaults (``app``/``dashboard``), so anything that
-    hard-codes them fails here.
-    """
-    name = f"dash_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(stack.conninfo("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    settings = Settings(
-        conninfo=stack.conninfo(name),
+
+def _dashboard_settings(stack: LocalStack, redis_url: str, database: str) -> Settings:
+    return Settings(
+        conninfo=stack.conninfo(database),
         source_schema="ops_src",
         schema="dash_views",
         redis_url=redis_url,
     )
+
+
+def _build_template(
+    stack: LocalStack, redis_url: str, seed: int, orgs: int
+) -> tuple[str, tuple[uuid.UUID, ...], uuid.UUID]:
+    """Generate data into a new database and `dbt build` it: the template of every copy."""
+    name = f"tmpl_{seed}_{orgs}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(stack.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    settings = _dashboard_settings(stack, redis_url, name)
     report = generate(
         settings.conninfo,
         source_schema=settings.source_schema,
@@ -113,7 +119,29 @@ def build_dashboard(stack: LocalStack, redis_url: str, *, seed: int, orgs: int) 
             (empty,),
         )
     run_dbt(["build"], settings)
-    return Dashboard(settings, (*report.organization_ids, empty), empty)
+    return name, tuple(report.organization_ids), empty
+
+
+def build_dashboard(stack: LocalStack, redis_url: str, *, seed: int, orgs: int) -> Dashboard:
+    """A new database with generated data and the dbt project built on it.
+
+    The first call for a (cluster, seed, orgs) generates and `dbt build`s a template database;
+    every call gets its own copy of it (``CREATE DATABASE ... TEMPLATE``, a file copy of a
+    few MB), so modules that write to their dashboard never share one, and the suite pays
+    for one generation and build per data set instead of one per module. The schemas are
+    deliberately not the defaults (``app``/``dashboard``), so anything that hard-codes them
+    fails here.
+    """
+    key = (stack.root, seed, orgs)
+    if key not in _TEMPLATES:
+        _TEMPLATES[key] = _build_template(stack, redis_url, seed, orgs)
+    template, organization_ids, empty = _TEMPLATES[key]
+    name = f"dash_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(stack.conninfo("postgres"), autocommit=True) as conn:
+        create = sql.SQL("create database {} template {}")
+        conn.execute(create.format(sql.Identifier(name), sql.Identifier(template)))
+    settings = _dashboard_settings(stack, redis_url, name)
+    return Dashboard(settings, (*organization_ids, empty), empty)
 
 
 def edited_project(folder: Path, model: str, old: str, new: str) -> Path:
