@@ -110,6 +110,9 @@ class DistinctDays:
     materialized_view: str
     key: tuple[str, ...]
     distinct: str
+    # The materialized relation's datemultirange of each value's days: dbt config ``spans``
+    # names it (dbt_project.yml), and the relation's yml declares it.
+    days: str
 
     @property
     def ends(self) -> str:
@@ -188,6 +191,7 @@ CUSTOMER_DAYS: Final = DistinctDays(
     "mv_order_customer_days",
     (*DAY_KEY, "customer_id"),
     "customer_id",
+    "order_days",
 )
 CURRENT_STATE: Final = Snapshot(
     "current_state",

@@ -160,11 +160,12 @@ def _from_spans(hybrid: HybridStatements) -> sql.Composed:
     new_live = sql.SQL(
         "case when bounds.b <= bounds.a then (select count(*) from {live} as live)"
         " else (select count(*) from {live} as live where not coalesce(("
-        "select stored.order_days && daterange(bounds.a, bounds.b, '[)') from {mv} as stored"
+        "select stored.{days_column} && daterange(bounds.a, bounds.b, '[)') from {mv} as stored"
         " where stored.organization_id = %(organization_id)s"
         " and stored.{distinct} = live.{distinct}), false)) end"
     ).format(
         distinct=distinct,
+        days_column=sql.Identifier(days.days),
         live=sql.Identifier(_LIVE),
         mv=hybrid.relation(days.materialized_view),
     )
@@ -189,9 +190,10 @@ def _every_customer(hybrid: HybridStatements) -> sql.Composed:
             0,
             sql.SQL(
                 "select {distinct} from {mv} where organization_id = %(organization_id)s"
-                " and (select not isempty({span})) and order_days && (select {span})"
+                " and (select not isempty({span})) and {days_column} && (select {span})"
             ).format(
                 distinct=distinct,
+                days_column=sql.Identifier(days.days),
                 mv=hybrid.relation(days.materialized_view),
                 span=span,
             ),

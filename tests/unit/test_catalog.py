@@ -159,6 +159,19 @@ def test_materialized_views_are_the_dbt_dashboard_mv_models(manifest: dict[str, 
         )
 
 
+def test_spans_column_is_the_catalog_days_column(manifest: dict[str, Any]) -> None:
+    """The multirange column the read path counts from (``DistinctDays.days``) is the one dbt
+    keeps the spans of (config ``spans``, dbt_project.yml) and the one the relation's yml
+    declares; a rename on either side fails here instead of in a read."""
+    models = _models(manifest)
+    for relation in RELATIONS:
+        if not isinstance(relation, DistinctDays):
+            continue
+        node = models[relation.materialized_view]
+        assert node["config"].get("spans") == relation.days, relation.materialized_view
+        assert relation.days in node["columns"], relation.materialized_view
+
+
 def test_value_sets_equal_the_dbt_var() -> None:
     project = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())
     value_sets = project["vars"]["dashquery_value_sets"]
