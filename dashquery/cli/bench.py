@@ -218,8 +218,9 @@ def bench(
     --orgs - 1 at --small-scale, reading the large one only.
 
     --scenario capture measures instead (issue 13): single-row INSERT/UPDATE transactions
-    and bulk loads on orders and order_items with and without the capture triggers, the
-    change table's size, `dbt run --select tag:15min` after 1,000 changed rows, one
+    and bulk loads on orders and order_items with and without the capture triggers (the
+    single rows again with durable commits, fsync and synchronous_commit on, on its own
+    stack: not with --existing), the change table's size, `dbt run --select tag:15min` after 1,000 changed rows, one
     block's refresh after one changed row, and a backfill into one organization with reads
     checked against the naive query. It writes bench-capture-<volume>.json and rewrites
     that volume's generated section of --docs.
@@ -255,7 +256,9 @@ def bench(
             with generated_database(
                 stack_dir, shape, seed=seed, keep=keep, progress=True
             ) as database:
-                options = _options(label, None, samples, clients, seconds, seed, extra)
+                # Its own server: the capture scenario may measure durable commits too.
+                own = extra | {"durable_commits": True}
+                options = _options(label, None, samples, clients, seconds, seed, own)
                 report = run(database.settings, options)
                 report["meta"]["data"] = shape.to_dict() | database.setup
                 if keep:

@@ -172,7 +172,8 @@ def run_capture_bench(settings: Settings, options: BenchOptions) -> dict[str, An
         "bulk_repeats": options.bulk_repeats,
         "single_repeats": options.single_repeats,
     }
-    steps = 4 * options.single_rows + 4 * options.bulk_repeats + 3
+    steps = 4 * options.single_rows * (2 if options.durable_commits else 1)
+    steps += 4 * options.bulk_repeats + 3
     with progress_bar(options.progress) as bar:
         task = bar.add_task("capture: writes with and without capture", total=steps)
         # Consumes what the build left and rebuilds a relation whose strategy changed, so
@@ -184,6 +185,7 @@ def run_capture_bench(settings: Settings, options: BenchOptions) -> dict[str, An
             single_rows=options.single_rows,
             bulk_rows=options.bulk_rows,
             bulk_repeats=options.bulk_repeats,
+            durable=options.durable_commits,
             advance=lambda: bar.advance(task),
         )
         writes["refresh_after_bulk"] = capture_refresh.refresh(settings, "tag:15min")

@@ -2,7 +2,7 @@
 
 Single-row INSERT and UPDATE transactions on orders and order_items, and a bulk
 ``INSERT ... SELECT`` of ``bulk_rows`` rows into each, WITH the capture triggers and WITHOUT
-them, in the same run on the same database, two ways (``MODES``):
+them, in the same run on the same database, two ways (``MODES``, ``bench_capture_modes``):
 
 - ``replica``: a session with ``session_replication_role = replica``. PostgreSQL then fires
   no ordinary trigger, which also skips the foreign-key checks (RI triggers), so the ratio
@@ -12,7 +12,8 @@ them, in the same run on the same database, two ways (``MODES``):
   in a deployment with capture switched off, so this ratio is the triggers' own cost.
 
 The modes alternate in blocks of ``BLOCK`` transactions in shuffled order, so drift in the
-machine's load weighs on all alike.
+machine's load weighs on all alike. The single-row pass runs as the server commits, then,
+on a server the benchmark may reconfigure, again with durable commits (``bench_durable``).
 
 Single rows written without capture are then touched once with capture on (a no-op
 UPDATE), so the change table records their groups and every later read stays exact; the bulk
@@ -25,50 +26,27 @@ import datetime as dt
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from dashquery.catalog import CHANGES_TABLE
 from dashquery.config import Settings
+from dashquery.dev.bench_capture_modes import (
+    BASELINES,
+    BLOCK,
+    MODES,
+    WITHOUT_CAPTURE,
+    capture_off,
+    changes_count,
+    mode_connections,
+    ratio,
+)
+from dashquery.dev.bench_durable import commit_settings, durable_pass
 from dashquery.dev.bench_stats import elapsed_ms, summarize
 
 Conn = psycopg.Connection[Any]
-MODES = ("capture", "triggers_disabled", "replica")
-BASELINES = ("replica", "triggers_disabled")
-BLOCK = 25  # single-row transactions per mode before the next mode's turn
-WITHOUT_CAPTURE = {
-    "replica": "session_replication_role = replica for the session: no ordinary trigger"
-    " fires, so the capture triggers are skipped, and so are the foreign-key checks (RI"
-    " triggers): the ratio is an upper bound of the capture triggers' own cost",
-    "triggers_disabled": "ALTER TABLE ... DISABLE TRIGGER on the table's dq_capture"
-    " triggers while that mode's block runs (foreign-key checks kept, as with capture"
-    " switched off): the ratio is the capture triggers' own cost",
-}
-
-
-def changes_count(conn: Conn, settings: Settings) -> int:
-    query = sql.SQL("select count(*) from {}").format(
-        sql.Identifier(settings.schema, CHANGES_TABLE)
-    )
-    row = conn.execute(query).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-@contextmanager
-def mode_connections(settings: Settings) -> Iterator[dict[str, Conn]]:
-    """One autocommit connection per mode; the replica one in replica role."""
-    conns = {mode: psycopg.connect(settings.conninfo, autocommit=True) for mode in MODES}
-    try:
-        conns["replica"].execute("set session_replication_role = replica")
-        yield conns
-    finally:
-        for conn in conns.values():
-            conn.close()
 
 
 class _Picks:
@@ -94,28 +72,6 @@ class _Picks:
         rng.shuffle(self.items)
 
 
-@contextmanager
-def capture_off(conn: Conn, src: sql.Identifier, table: str, mode: str) -> Iterator[None]:
-    """In mode ``triggers_disabled``: every dq_capture trigger of the table (mark included) off."""
-    if mode != "triggers_disabled":
-        yield
-        return
-    relation = sql.SQL("{}.{}").format(src, sql.Identifier(table))
-    query = "select tgname from pg_trigger where tgrelid = %s::regclass and tgname like %s"
-    like = f"dq\\_capture\\_{table}\\_%"
-    names = [sql.Identifier(n) for (n,) in conn.execute(query, (relation.as_string(conn), like))]
-
-    def alter(action: str) -> None:
-        actions = sql.SQL(", ").join(sql.SQL(action + " trigger {}").format(n) for n in names)
-        conn.execute(sql.SQL("alter table {} {}").format(relation, actions))
-
-    alter("disable")
-    try:
-        yield
-    finally:
-        alter("enable")
-
-
 def measure_write_overhead(
     settings: Settings,
     rng: random.Random,
@@ -123,24 +79,36 @@ def measure_write_overhead(
     single_rows: int,
     bulk_rows: int,
     bulk_repeats: int,
+    durable: bool = False,
     advance: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
-    """Single-row and bulk writes with and without capture; see the module doc."""
+    """Single-row and bulk writes with and without capture; see the module doc. ``durable``:
+    the single-row pass again with durable commits (``bench_durable``)."""
     src = sql.Identifier(settings.source_schema)
     with (
         psycopg.connect(settings.conninfo, autocommit=True) as admin,
         mode_connections(settings) as conns,
     ):
         picks = _Picks(admin, settings, rng, len(MODES) * single_rows + 10)
+        settings_shown = commit_settings(admin)
         single, written = _single_row(conns, src, picks, rng, single_rows, advance)
+        again, durable_run = durable_pass(
+            admin,
+            list(conns.values()),
+            allowed=durable,
+            measure=lambda: _single_row(conns, src, picks, rng, single_rows, advance),
+        )
+        for table, ids in (durable_run[1] if durable_run else {}).items():
+            written[table] += ids
         _touch(conns["capture"], src, written)
         bulk = _bulk(admin, conns, settings, rng, bulk_rows, bulk_repeats, advance)
-    report: dict[str, Any] = {
+    return {
         "without_capture": WITHOUT_CAPTURE,
+        "commit_settings": settings_shown,
         "single_row": single,
+        "single_row_durable": again | ({"single_row": durable_run[0]} if durable_run else {}),
         "bulk": bulk,
     }
-    return report
 
 
 _SINGLE_SQL = {
@@ -193,7 +161,7 @@ def _single_row(
             "ms": stats,
             "ratio": {
                 f"vs_{base}": {
-                    q: _ratio(stats["capture"][q], stats[base][q]) for q in ("p50", "p95")
+                    q: ratio(stats["capture"][q], stats[base][q]) for q in ("p50", "p95")
                 }
                 for base in BASELINES
             },
@@ -215,10 +183,6 @@ def _params(
     order_id, org, _, created, product = picks.orders[index % len(picks.orders)]
     price = rng.randrange(100, 10**5)
     return (uuid.uuid4(), org, order_id, product, price, price, created)
-
-
-def _ratio(slow: float, fast: float) -> float | None:
-    return round(slow / fast, 3) if fast else None
 
 
 def _touch(conn: Conn, src: sql.Identifier, written: dict[str, list[uuid.UUID]]) -> None:
@@ -293,7 +257,7 @@ def _bulk(
             "seconds": seconds,
             "best_seconds": best,
             "ratio_of_best": {
-                f"vs_{base}": _ratio(best["capture"], best[base]) for base in BASELINES
+                f"vs_{base}": ratio(best["capture"], best[base]) for base in BASELINES
             },
             "change_rows_added": changes_after,
         }

@@ -33,7 +33,7 @@ from psycopg import sql
 from dashquery.catalog import CHANGES_TABLE, DAILY_BLOCKS
 from dashquery.client import Client
 from dashquery.config import Settings
-from dashquery.dev.bench_capture import changes_count
+from dashquery.dev.bench_capture_modes import changes_count
 from dashquery.dev.bench_dbt import timed_refresh
 from dashquery.dev.naive import naive_metrics
 

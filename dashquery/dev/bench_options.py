@@ -50,6 +50,9 @@ class BenchOptions:
     bulk_rows: int = 100_000
     bulk_repeats: int = 2
     single_repeats: int = 3
+    # The single-row pass again with durable commits (bench_durable): only on a server the
+    # benchmark may reconfigure (its own stack), never with --existing.
+    durable_commits: bool = False
 
 
 @dataclass(frozen=True)

@@ -213,6 +213,23 @@ def capture_targets(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                 note=writes["without_capture"][base],
             ),
         ]
+    durable = writes.get("single_row_durable", {}).get("single_row")
+    if durable:
+        name, worst = _worst(durable, lambda e: e["ratio"]["vs_triggers_disabled"]["p50"])
+        settings = writes["single_row_durable"]["commit_settings"]
+        overheads.append(
+            _target(
+                "capture_single_row_overhead_durable",
+                "single-row transaction p50 with capture / triggers disabled, durable commits"
+                f" ({', '.join(f'{k} {v}' for k, v in settings.items())}), worst ({name})",
+                worst,
+                "<=",
+                1.15,
+                "x",
+                volume,
+                note="PostgreSQL's default durability: every commit waits for its WAL flush",
+            )
+        )
     refresh = capture["refresh"]
     after = refresh["after_changes"]
     changes = refresh["changes"]

@@ -28,6 +28,7 @@ from dashquery.config import Settings
 from dashquery.dev.bench import BenchOptions, run_bench, run_capture_bench
 from dashquery.dev.bench_dbt import build_database
 from dashquery.dev.bench_docs import markers, report_stem, write_docs_section
+from dashquery.dev.bench_durable import commit_settings
 from dashquery.dev.bench_options import DataShape, scenario_shape
 from dashquery.dev.bench_report import print_summary, write_outputs
 from dashquery.dev.bench_stats import percentile, summarize
@@ -247,6 +248,7 @@ CAPTURE_OPTIONS = BenchOptions(
     bulk_rows=400,
     bulk_repeats=2,
     single_repeats=1,
+    durable_commits=True,  # the suite's own throwaway server
 )
 
 
@@ -283,6 +285,17 @@ def test_capture_scenario_measures_both_modes_and_the_refreshes(
             assert entry["ratio"][f"vs_{base}"]["p50"] == pytest.approx(
                 entry["ms"]["capture"]["p50"] / entry["ms"][base]["p50"], rel=0.01
             )
+    # The stack commits without fsync; the second pass ran with durable commits, and the
+    # server has its own settings again afterwards.
+    off = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+    assert writes["commit_settings"] == off
+    durable = writes["single_row_durable"]
+    assert durable["commit_settings"] == dict.fromkeys(off, "on")
+    assert set(durable["single_row"]) == set(writes["single_row"])
+    for name, entry in durable["single_row"].items():
+        assert entry["ms"]["capture"]["n"] == 4, name
+    with scratch_dashboard.connect() as conn:
+        assert commit_settings(conn) == off
     for table in ("orders", "order_items"):
         bulk = writes["bulk"][table]
         assert [len(bulk["seconds"][m]) for m in ("capture", "triggers_disabled", "replica")] == [
@@ -336,6 +349,7 @@ def test_capture_targets_and_the_generated_docs_section(
         "capture_bulk_overhead",
         "capture_single_row_overhead_vs_replica",
         "capture_bulk_overhead_vs_replica",
+        "capture_single_row_overhead_durable",
         "refresh_15min_after_1000_changes",
         "refresh_single_row_ms",
         "backfill_reads_exact",
@@ -353,6 +367,7 @@ def test_capture_targets_and_the_generated_docs_section(
     first = docs.read_text()
     assert first.startswith("# Benchmarks\n\nhand-written text\n")
     assert "capture --volume tiny: generated" in first and "orders_insert" in first
+    assert "Commit settings: fsync on, synchronous_commit on, full_page_writes on." in first
     # Rewritten in place, not appended twice; other text kept.
     write_docs_section(capture_report, docs)
     assert docs.read_text() == first
