@@ -22,7 +22,7 @@ from psycopg import sql
 
 from dashquery.dev.stack import LocalStack
 from tests.python.fault_stack import FaultStack
-from tests.python.helpers import Dashboard, build_dashboard
+from tests.python.helpers import SCRATCH_SEED, Dashboard, build_dashboard
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +89,7 @@ def dashboard(stack: LocalStack, redis_url: str) -> Dashboard:
 @pytest.fixture(scope="module")
 def scratch_dashboard(stack: LocalStack, redis_url: str) -> Dashboard:
     """A dashboard database of the test module's own, free to write to and refresh."""
-    return build_dashboard(stack, redis_url, seed=23, orgs=2)
+    return build_dashboard(stack, redis_url, seed=SCRATCH_SEED, orgs=2)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -31,7 +31,7 @@ from dashquery.catalog import (
 )
 from dashquery.dev.stack import LocalStack
 from dashquery.ops.dbt_runner import run_dbt
-from tests.python.helpers import Dashboard, build_dashboard
+from tests.python.helpers import SCRATCH_SEED, Dashboard, build_dashboard
 
 Conn = psycopg.Connection[Any]
 Change = Callable[[Conn, uuid.UUID, "Tables"], None]
@@ -54,7 +54,7 @@ class Tables:
 
 @pytest.fixture(scope="module")
 def capture_dashboard(stack: LocalStack, redis_url: str) -> Dashboard:
-    return build_dashboard(stack, redis_url, seed=31, orgs=2)
+    return build_dashboard(stack, redis_url, seed=SCRATCH_SEED, orgs=2)
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ from tests.python.helpers import (
     Dashboard,
     assert_matches_naive,
     business_today,
+    refreshed,
     settings_environment,
 )
 
@@ -48,7 +49,7 @@ def cli_env(settings: Settings) -> dict[str, str | None]:
 
 @pytest.fixture(scope="module")
 def ops(scratch_dashboard: Dashboard) -> Dashboard:
-    return scratch_dashboard
+    return refreshed(scratch_dashboard)
 
 
 @pytest.fixture

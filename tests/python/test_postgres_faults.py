@@ -20,7 +20,7 @@ from psycopg.conninfo import make_conninfo
 from dashquery import Client, DashboardMetrics, Unavailable
 from dashquery.dev.stack import LocalStack
 from tests.python.faults_support import TcpProxy, last_quarter, numbers, private_stack
-from tests.python.helpers import Dashboard, assert_matches_naive, build_dashboard
+from tests.python.helpers import SCRATCH_SEED, Dashboard, assert_matches_naive, build_dashboard
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def stack() -> Iterator[LocalStack]:
 
 @pytest.fixture(scope="module")
 def own_dashboard(stack: LocalStack) -> Dashboard:
-    return build_dashboard(stack, stack.env()["DASHQUERY_REDIS_URL"], seed=37, orgs=1)
+    return build_dashboard(stack, stack.env()["DASHQUERY_REDIS_URL"], seed=SCRATCH_SEED, orgs=1)
 
 
 def test_statement_timeout_gives_unavailable_after_bounded_retries(

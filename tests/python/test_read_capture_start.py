@@ -19,13 +19,13 @@ from dashquery.catalog import (
 )
 from dashquery.dev.stack import LocalStack
 from dashquery.ops.dbt_runner import run_dbt
-from tests.python.helpers import assert_matches_naive, build_dashboard, business_today
+from tests.python.helpers import SCRATCH_SEED, assert_matches_naive, build_dashboard, business_today
 
 
 def test_blocks_refreshed_before_capture_started_are_read_live_until_refreshed(
     stack: LocalStack, redis_url: str
 ) -> None:
-    dashboard = build_dashboard(stack, redis_url, seed=71, orgs=1)
+    dashboard = build_dashboard(stack, redis_url, seed=SCRATCH_SEED, orgs=1)
     settings = dashboard.settings
     org = dashboard.organization_ids[0]
     today = business_today(settings)

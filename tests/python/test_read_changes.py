@@ -37,7 +37,13 @@ from dashquery.catalog import (
 from dashquery.dev.naive import naive_metrics
 from dashquery.dev.stack import LocalStack
 from dashquery.ops.status import collect_status
-from tests.python.helpers import Dashboard, assert_matches_naive, build_dashboard, business_today
+from tests.python.helpers import (
+    SCRATCH_SEED,
+    Dashboard,
+    assert_matches_naive,
+    build_dashboard,
+    business_today,
+)
 
 Conn = psycopg.Connection[Any]
 Group = tuple[str, str]  # (daily_view, business_day as text: '-infinity' is no Python date)
@@ -54,7 +60,7 @@ _CHANGES_DDL = """create table if not exists {changes} (
 
 @pytest.fixture(scope="module")
 def dashboard(stack: LocalStack, redis_url: str) -> Dashboard:
-    built = build_dashboard(stack, redis_url, seed=57, orgs=2)
+    built = build_dashboard(stack, redis_url, seed=SCRATCH_SEED, orgs=2)
     with built.connect() as conn:
         conn.execute(sql.SQL(_CHANGES_DDL).format(changes=changes_table(built)))
     return built

@@ -26,6 +26,7 @@ from dashquery import Client, Misconfigured
 from dashquery.dev.stack import LocalStack
 from dashquery.ops.dbt_runner import run_dbt
 from tests.python.helpers import (
+    SCRATCH_SEED,
     Dashboard,
     assert_matches_naive,
     build_dashboard,
@@ -38,7 +39,7 @@ Conn = psycopg.Connection[Any]
 
 @pytest.fixture(scope="module")
 def dashboard(stack: LocalStack, redis_url: str) -> Dashboard:
-    return build_dashboard(stack, redis_url, seed=43, orgs=2)
+    return build_dashboard(stack, redis_url, seed=SCRATCH_SEED, orgs=2)
 
 
 @pytest.fixture

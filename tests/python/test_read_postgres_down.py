@@ -23,7 +23,7 @@ from psycopg.conninfo import make_conninfo
 from dashquery import Client, DashqueryError, Misconfigured, Unavailable
 from dashquery.dev.stack import LocalStack
 from tests.python.faults_support import free_port, last_quarter, private_stack, relation
-from tests.python.helpers import Dashboard, assert_matches_naive, build_dashboard
+from tests.python.helpers import SCRATCH_SEED, Dashboard, assert_matches_naive, build_dashboard
 
 Conn = psycopg.Connection[Any]
 
@@ -36,7 +36,7 @@ def stack() -> Iterator[LocalStack]:
 
 @pytest.fixture(scope="module")
 def own_dashboard(stack: LocalStack) -> Dashboard:
-    return build_dashboard(stack, stack.env()["DASHQUERY_REDIS_URL"], seed=47, orgs=1)
+    return build_dashboard(stack, stack.env()["DASHQUERY_REDIS_URL"], seed=SCRATCH_SEED, orgs=1)
 
 
 def with_conninfo(dashboard: Dashboard, **changes: Any) -> Any:

@@ -23,7 +23,13 @@ from dashquery import Client
 from dashquery.catalog import MATERIALIZED_VIEWS
 from dashquery.dev.stack import LocalStack
 from tests.python.faults_support import relation, relation_kind
-from tests.python.helpers import Dashboard, assert_matches_naive, build_dashboard, business_today
+from tests.python.helpers import (
+    SCRATCH_SEED,
+    Dashboard,
+    assert_matches_naive,
+    build_dashboard,
+    business_today,
+)
 
 Conn = psycopg.Connection[Any]
 Breaker = Callable[[Conn, Dashboard, str], Callable[[], None]]
@@ -31,7 +37,7 @@ Breaker = Callable[[Conn, Dashboard, str], Callable[[], None]]
 
 @pytest.fixture(scope="module")
 def dashboard(stack: LocalStack, redis_url: str) -> Dashboard:
-    return build_dashboard(stack, redis_url, seed=41, orgs=2)
+    return build_dashboard(stack, redis_url, seed=SCRATCH_SEED, orgs=2)
 
 
 def missing(conn: Conn, dashboard: Dashboard, view: str) -> Callable[[], None]:

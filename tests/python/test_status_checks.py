@@ -23,7 +23,7 @@ from dashquery.cli import cli
 from dashquery.config import Settings
 from dashquery.ops.dbt_runner import run_dbt
 from dashquery.ops.status import collect_status
-from tests.python.helpers import Dashboard, settings_environment
+from tests.python.helpers import Dashboard, refreshed, settings_environment
 
 
 def status_cli(settings: Settings, *args: str, columns: int = 250) -> Result:
@@ -38,7 +38,7 @@ def status_cli(settings: Settings, *args: str, columns: int = 250) -> Result:
 
 @pytest.fixture(scope="module")
 def ops(scratch_dashboard: Dashboard) -> Dashboard:
-    return scratch_dashboard
+    return refreshed(scratch_dashboard)
 
 
 @pytest.fixture
