@@ -115,6 +115,9 @@
     {%- if spans_column -%}
         {%- set spans = {'tables': spans_tables, 'entity': dashboard_mv_spans_entity(unique_key), 'column': spans_column} -%}
     {%- endif -%}
+    {#- the tables kept beside the relation in its transactions: granted like it -#}
+    {%- set companions = ([rollups] if rollups is not none else [])
+        + ([spans_tables.ends, spans_tables.gaps] if spans is not none else []) -%}
 
     {{ run_hooks(pre_hooks, inside_transaction=False) }}
     {%- set run_id = dashboard_mv_log_start(target_relation) -%}
@@ -153,14 +156,9 @@
             {{ dashboard_mv_refresh(target_relation) }}
             {%- else %}
             {{ dashboard_mv_build_and_swap(target_relation, existing_relation, sql, unique_key, rollups, existing_rollups, rollup_columns, spans, found_spans | length > 0) }}
-            {{ dashquery_new_relation_grants(target_relation) }}
-            {%- if rollups is not none %}
-            {{ dashquery_new_relation_grants(rollups) }}
-            {%- endif %}
-            {%- if spans is not none %}
-            {{ dashquery_new_relation_grants(spans.tables.ends) }}
-            {{ dashquery_new_relation_grants(spans.tables.gaps) }}
-            {%- endif %}
+            {%- for granted in [target_relation] + companions %}
+            {{ dashquery_new_relation_grants(granted) }}
+            {%- endfor %}
             {%- endif %}
             {{ dashboard_mv_consume_changes(daily_relation) }}
             {{ dashboard_mv_finish(target_relation, run_id, action, definition_hash, upstream_views, row_delta=(mode == 'incremental')) }}
@@ -171,15 +169,9 @@
         {%- endcall %}
         {%- set done = load_result('main').table.rows[0] -%}
         {#- a swapped-in relation starts without grants; a refreshed one keeps them -#}
-        {%- do apply_grants(target_relation, dashquery_grant_config(), should_revoke=(action == 'refresh')) -%}
-        {%- if rollups is not none -%}
-            {%- do apply_grants(rollups, dashquery_grant_config(), should_revoke=(action == 'refresh')) -%}
-        {%- endif -%}
-        {%- if spans is not none -%}
-            {%- for table in [spans.tables.ends, spans.tables.gaps] -%}
-                {%- do apply_grants(table, dashquery_grant_config(), should_revoke=(action == 'refresh')) -%}
-            {%- endfor -%}
-        {%- endif -%}
+        {%- for granted in [target_relation] + companions -%}
+            {%- do apply_grants(granted, dashquery_grant_config(), should_revoke=(action == 'refresh')) -%}
+        {%- endfor -%}
         {%- do persist_docs(target_relation, model) -%}
         {{ adapter.commit() }}
         {{ dashboard_mv_unlock(target_relation) }}

@@ -212,14 +212,10 @@
     {{ dashboard_mv_spans_build(building_spans, building, spans.entity, spans.column) }}
     {%- endif %}
     {{ dashquery_retrying_on_lock(swap) }};
-    analyze {{ relation }};
-    {%- if rollups is not none %}
-    analyze {{ rollups }};
-    {%- endif %}
-    {%- if spans is not none %}
-    analyze {{ spans_tables.ends }};
-    analyze {{ spans_tables.gaps }};
-    {%- endif %}
+    {%- for table in [relation] + ([rollups] if rollups is not none else [])
+        + ([spans_tables.ends, spans_tables.gaps] if spans is not none else []) %}
+    analyze {{ table }};
+    {%- endfor %}
 {% endmacro %}
 
 
