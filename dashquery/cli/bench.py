@@ -220,10 +220,10 @@ def bench(
     --scenario capture measures instead (issue 13): single-row INSERT/UPDATE transactions
     and bulk loads on orders and order_items with and without the capture triggers (the
     single rows again with durable commits, fsync and synchronous_commit on, on its own
-    stack: not with --existing), the change table's size, `dbt run --select tag:15min` after 1,000 changed rows, one
-    block's refresh after one changed row, and a backfill into one organization with reads
-    checked against the naive query. It writes bench-capture-<volume>.json and rewrites
-    that volume's generated section of --docs.
+    stack: not with --existing), the change table's size, `dbt run --select tag:15min`
+    after 1,000 changed rows, one block's refresh after one changed row, and a backfill
+    into one organization with reads checked against the naive query. It writes
+    bench-capture-<volume>.json and rewrites that volume's generated section of --docs.
     """
     started = time.perf_counter()
     console = Console()
