@@ -36,9 +36,8 @@ def commit_settings(conn: Conn) -> dict[str, str]:
     return shown
 
 
-def _apply(admin: Conn, sessions: list[Conn], values: dict[str, str] | None) -> None:
-    """ALTER SYSTEM SET (or RESET, ``values`` None) the settings, reload, and wait until every
-    session shows them: a backend applies a reload at its next command, not at once."""
+def _apply(admin: Conn, values: dict[str, str] | None) -> None:
+    """ALTER SYSTEM SET the settings (RESET them, ``values`` None) and reload."""
     for name in DURABLE:
         if values is None:
             admin.execute(sql.SQL("alter system reset {}").format(sql.Identifier(name)))
@@ -46,24 +45,30 @@ def _apply(admin: Conn, sessions: list[Conn], values: dict[str, str] | None) -> 
             statement = sql.SQL("alter system set {} = {}")
             admin.execute(statement.format(sql.Identifier(name), sql.Literal(values[name])))
     admin.execute("select pg_reload_conf()")
-    wanted = values
+
+
+def _wait_for(sessions: list[Conn], wanted: dict[str, str]) -> None:
+    """Until every session shows ``wanted``: a backend applies a reload at its next command,
+    not at once, and a pass must not start (nor the next one after it) half applied."""
     deadline = time.monotonic() + _APPLIED_WITHIN_SECONDS
-    while wanted is not None and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         if all(commit_settings(conn) == wanted for conn in sessions):
             return
         time.sleep(0.05)
-    if wanted is not None:
-        raise RuntimeError(f"the sessions did not take {wanted} within {_APPLIED_WITHIN_SECONDS} s")
+    raise RuntimeError(f"the sessions did not take {wanted} within {_APPLIED_WITHIN_SECONDS} s")
 
 
 @contextmanager
 def durable_commits(admin: Conn, sessions: list[Conn]) -> Iterator[None]:
     """The server with durable commits for the duration, its own settings afterwards."""
+    own = commit_settings(admin)
     try:
-        _apply(admin, sessions, DURABLE)
+        _apply(admin, DURABLE)
+        _wait_for(sessions, DURABLE)
         yield
     finally:
-        _apply(admin, sessions, None)
+        _apply(admin, None)
+        _wait_for(sessions, own)
 
 
 def durable_pass(
