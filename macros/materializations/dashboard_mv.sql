@@ -115,9 +115,7 @@
     {%- if spans_column -%}
         {%- set spans = {'tables': spans_tables, 'entity': dashboard_mv_spans_entity(unique_key), 'column': spans_column} -%}
     {%- endif -%}
-    {#- the tables kept beside the relation in its transactions: granted like it -#}
-    {%- set companions = ([rollups] if rollups is not none else [])
-        + ([spans_tables.ends, spans_tables.gaps] if spans is not none else []) -%}
+    {%- set companions = dashboard_mv_companions(rollups, spans_tables if spans is not none else none) -%}
 
     {{ run_hooks(pre_hooks, inside_transaction=False) }}
     {%- set run_id = dashboard_mv_log_start(target_relation) -%}

@@ -160,6 +160,17 @@
 
 
 {#
+  dashboard_mv_companions: the tables kept beside the relation in its transactions (its
+  rollups, the two spans tables; none given, none kept), which are analyzed and granted
+  like it.
+#}
+{% macro dashboard_mv_companions(rollups, spans_tables) %}
+    {{ return(([rollups] if rollups is not none else [])
+        + ([spans_tables.ends, spans_tables.gaps] if spans_tables is not none else [])) }}
+{% endmacro %}
+
+
+{#
   dashboard_mv_build_and_swap: build the new definition beside the old one, then drop the
   old and rename the new in this same transaction. Readers keep using the old relation
   until commit and then see the new one; the relation is never missing. The old one is
@@ -212,8 +223,7 @@
     {{ dashboard_mv_spans_build(building_spans, building, spans.entity, spans.column) }}
     {%- endif %}
     {{ dashquery_retrying_on_lock(swap) }};
-    {%- for table in [relation] + ([rollups] if rollups is not none else [])
-        + ([spans_tables.ends, spans_tables.gaps] if spans is not none else []) %}
+    {%- for table in [relation] + dashboard_mv_companions(rollups, spans_tables if spans is not none else none) %}
     analyze {{ table }};
     {%- endfor %}
 {% endmacro %}
