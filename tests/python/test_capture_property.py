@@ -116,9 +116,13 @@ class World:
 
     def order_update(self, org: uuid.UUID) -> str:
         oid = self.pick("orders", org)
-        kind = self.rng.choice(["move", "status", "total"])
+        kind = self.rng.choice(["move", "status", "total", "customer"])
         if kind == "move":
             self.q("update {src}.orders set created_at = %s where id = %s", self.when(), oid)
+        elif kind == "customer":
+            # Only the customer changes: unique_customers' days (its own capture columns).
+            customer = self.pick("customers", org)
+            self.q("update {src}.orders set customer_id = %s where id = %s", customer, oid)
         elif kind == "status":
             status = self.rng.choice(["delivered", "cancelled", "picking", "confirmed"])
             self.q("update {src}.orders set status = %s where id = %s", status, oid)
@@ -214,9 +218,21 @@ class World:
             "jobs", org, "exists (select from {src}.job_time_entries e where e.job_id = t.id)"
         )
         job = job or self.pick("jobs", org)
-        kind = self.rng.choice(["reschedule", "complete", "soft_delete", "undelete", "delete"])
+        kinds = ["reschedule", "complete", "reopen", "reorder", "hours", "soft_delete", "undelete"]
+        kind = self.rng.choice([*kinds, "delete"])
         if kind == "reschedule":
             self.q("update {src}.jobs set scheduled_at = %s where id = %s", self.when(), job)
+        elif kind == "reopen":
+            # Only the status leaves 'completed' (completed_at stays): its energy day changes.
+            job = self.pick("jobs", org, "status = 'completed' and order_id is not null") or job
+            self.q("update {src}.jobs set status = 'in_progress' where id = %s", job)
+        elif kind == "reorder":
+            # Only order_id: the completed job's energy moves to another order's lines.
+            job = self.pick("jobs", org, "status = 'completed'") or job
+            order = self.pick("orders", org)
+            self.q("update {src}.jobs set order_id = %s where id = %s", order, job)
+        elif kind == "hours":
+            self.q("update {src}.jobs set estimated_hours = estimated_hours + 1 where id = %s", job)
         elif kind == "complete":
             self.q(
                 "update {src}.jobs set status = 'completed', completed_at = %s where id = %s",
