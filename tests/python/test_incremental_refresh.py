@@ -9,6 +9,7 @@ for row, both ways (EXCEPT), and counts the change rows left.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -451,3 +452,34 @@ def test_a_large_change_set_is_recomputed_whole_and_exact(
     result = refresh(scratch_dashboard, mv)
     assert "REFRESH incremental (repeatable read)" in result.output
     assert mv not in differences(conn, scratch_dashboard)
+
+
+def test_a_long_change_table_is_read_by_daily_view_through_an_index(
+    scratch_dashboard: Dashboard, conn: Conn
+) -> None:
+    """A refresh reads and deletes its daily view's change rows (WHERE daily_view = ...). The
+    primary key starts with organization_id, so without dashquery_changes_daily_view each of
+    those statements scans the whole table, and after a bulk load the table stays that long
+    (VACUUM seldom truncates it): every block's refresh would pay for every other's rows."""
+    table = q(scratch_dashboard, f"{{s}}.{CHANGES_TABLE}")
+    others = "dq_bulk_load_test"  # no daily view: no refresh consumes them
+    try:
+        conn.execute(
+            f"insert into {table} (organization_id, daily_view, business_day)"
+            " select gen_random_uuid(), %s, date '2020-01-01' + (n %% 2000)"
+            " from generate_series(1, 30000) as n",
+            (others,),
+        )
+        conn.execute(f"analyze {table}")
+        for statement in (
+            f"select distinct organization_id, business_day from {table} where daily_view = %s",
+            f"delete from {table} where daily_view = %s",
+        ):
+            (plan,) = conn.execute(
+                f"explain (format json) {statement}", (DAILY_BLOCKS[0].view,)
+            ).fetchone()
+            text = json.dumps(plan)
+            assert "dashquery_changes_daily_view" in text, (statement, text)
+            assert "Seq Scan" not in text, (statement, text)
+    finally:
+        conn.execute(f"delete from {table} where daily_view = %s", (others,))
