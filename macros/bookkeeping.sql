@@ -21,6 +21,8 @@
     reads, and since when (null while off): set after the last trigger is in place, cleared
     before the first is removed, so `capture` true means every change since capture_since
     has its dashquery_changes rows.
+  - dashquery_deployment.read_roles: the roles of var('dashquery_read_roles') as of the
+    last run, so a role taken out of the var is revoked (dashquery_grant_read_access).
   - dashquery_changes: the (organization, daily view, business day) groups a committed
     change can affect, written by the capture triggers in the changing transaction
     (macros/capture/capture.sql) and consumed by the refresh of the relation built from
@@ -92,9 +94,10 @@
         deployment_id uuid primary key,
         created_at timestamptz not null,
         capture boolean not null default false,
-        capture_since timestamptz
+        capture_since timestamptz,
+        read_roles text[] not null default '{}'
     );
-    {{ dashquery_add_missing_columns('dashquery_deployment', {'capture': 'boolean not null default false', 'capture_since': 'timestamptz'}) }}
+    {{ dashquery_add_missing_columns('dashquery_deployment', {'capture': 'boolean not null default false', 'capture_since': 'timestamptz', 'read_roles': "text[] not null default '{}'"}) }}
     {#- one row ever: the unique index on a constant makes a racing second insert a no-op -#}
     create unique index if not exists dashquery_deployment_one_row
     on {{ bookkeeping_relation('dashquery_deployment') }} ((true));

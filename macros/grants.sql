@@ -74,15 +74,42 @@
 
 {#
   dashquery_grant_read_access: USAGE on the view schema and SELECT on the bookkeeping tables
-  for the read roles (part of the on-run-start hook). Roles removed from the var are not
-  revoked here: revoke them by hand.
+  for the read roles (part of the on-run-start hook, after the bookkeeping tables exist).
+  A role that the last run granted (dashquery_deployment.read_roles) and the var no longer
+  names loses USAGE on the schema and SELECT on everything in it, so taking a role out of
+  the var takes its access away (the relations' own grants are also revoked by apply_grants
+  as each is rebuilt, but a schema grant and the bookkeeping tables' would stay). Only roles
+  recorded there are revoked: a grant made by hand to a role dashquery never granted stays.
 #}
 {% macro dashquery_grant_read_access(tables) -%}
     {%- set roles = dashquery_read_roles() -%}
-    {%- if roles -%}
+    {%- set deployment = bookkeeping_relation('dashquery_deployment') -%}
+    {%- set listed = [] -%}
+    {%- for role in roles -%}
+        {%- do listed.append(dashquery_literal(role)) -%}
+    {%- endfor -%}
+    {%- set current = 'array[' ~ listed | join(', ') ~ ']::text[]' -%}
+    {%- if roles %}
     grant usage on schema {{ adapter.quote(target.schema) }} to {{ roles | join(', ') }};
     {%- for table in tables %}
     grant select on {{ bookkeeping_relation(table) }} to {{ roles | join(', ') }};
     {%- endfor %}
-    {%- endif -%}
+    {%- endif %}
+    do $dq_revoke$
+    declare
+        removed text;
+    begin
+        for removed in
+            select unnest(read_roles) from {{ deployment }}
+            except select unnest({{ current }})
+        loop
+            if exists (select from pg_catalog.pg_roles where rolname = removed) then
+                execute format('revoke usage on schema %I from %I', {{ dashquery_literal(target.schema) }}, removed);
+                execute format('revoke select on all tables in schema %I from %I', {{ dashquery_literal(target.schema) }}, removed);
+            end if;
+        end loop;
+        update {{ deployment }} set read_roles = {{ current }}
+        where read_roles is distinct from {{ current }};
+    end
+    $dq_revoke$;
 {%- endmacro %}

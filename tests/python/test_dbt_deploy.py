@@ -454,3 +454,37 @@ def test_read_role_keeps_access_through_rebuilds(deployment: Deployment) -> None
             (deployment.role, f'"{VIEW_SCHEMA}".mv_daily_orders'),
         ).fetchone()
     assert granted == (True,)
+
+
+def test_a_role_taken_out_of_the_var_loses_its_access(
+    deployment: Deployment, stack: LocalStack
+) -> None:
+    """A second read role is granted by one run and revoked by the next run without it: no
+    USAGE on the view schema, no SELECT on a bookkeeping table or a block; the remaining role
+    keeps both. A role dashquery never granted keeps what it was granted by hand."""
+    extra, manual = f"dq_reader_{uuid.uuid4().hex[:8]}", f"dq_manual_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(stack.conninfo("postgres"), autocommit=True) as conn:
+        for role in (extra, manual):
+            conn.execute(sql.SQL("create role {}").format(sql.Identifier(role)))
+    grant = sql.SQL("grant usage on schema {} to {}")
+    with deployment.connect() as conn:
+        conn.execute(grant.format(sql.Identifier(VIEW_SCHEMA), sql.Identifier(manual)))
+
+    def access(role: str) -> tuple[bool, bool, bool]:
+        with deployment.connect() as conn:
+            row = conn.execute(
+                "select has_schema_privilege(%s, %s, 'usage'),"
+                " has_table_privilege(%s, %s, 'select'), has_table_privilege(%s, %s, 'select')",
+                (role, VIEW_SCHEMA, role, f'"{VIEW_SCHEMA}".dashquery_watermarks',
+                 role, f'"{VIEW_SCHEMA}".mv_daily_orders'),
+            ).fetchone()  # fmt: skip
+        assert row is not None
+        return row
+
+    both = json.dumps({"dashquery_read_roles": [deployment.role, extra]})
+    run_dbt(["run", "--select", "mv_daily_orders", "--vars", both], deployment.settings)
+    assert access(extra) == (True, True, True)
+    deployment.dbt("run", "--select", "stg_orders")  # the var names deployment.role only
+    assert access(extra) == (False, False, False)
+    assert access(deployment.role) == (True, True, True)
+    assert access(manual)[0] is True
