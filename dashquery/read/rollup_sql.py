@@ -62,40 +62,46 @@ def spans_cte() -> sql.Composed:
 def materialized_arms(
     hybrid: HybridStatements, block: DailyBlock, *, changed: bool
 ) -> list[sql.Composed]:
-    """Selects of the block's columns whose rows sum to its days before the split."""
+    """Selects of the block's columns whose rows sum to its days before the split.
+
+    The five pieces are one LATERAL union over the block's row of ``spans``, whose bounds
+    reach each index range scan as parameters of the nested loop: written as a scalar
+    subquery per bound instead, each bound was an initplan of its own (ten per block, each
+    a CTE scan): 335 plan nodes in the metrics statement against 300 now, and its 730-day
+    execution ~3% slower (10x, EXPLAIN ANALYZE with TIMING OFF, medians of 60).
+    """
     view = sql.Literal(block.materialized_view)
-
-    def bound(name: str) -> sql.Composed:
-        # an initplan: evaluated once per statement
-        return sql.SQL("(select {} from spans where view_name = {})").format(
-            sql.Identifier(name), view
-        )
-
     columns = sql.SQL(", ").join(map(sql.Identifier, block.columns))
     days = hybrid.relation(block.materialized_view)
     rollups = hybrid.relation(block.rollups)
-    arms = [
+    pieces = [
         sql.SQL(
             "select {cols} from {days} where organization_id = %(organization_id)s"
-            " and business_day >= {lo} and business_day < {hi}"
-        ).format(cols=columns, days=days, lo=bound(lo), hi=bound(hi))
+            " and business_day >= dq_span.{lo} and business_day < dq_span.{hi}"
+        ).format(cols=columns, days=days, lo=sql.Identifier(lo), hi=sql.Identifier(hi))
         for lo, hi in (("a", "p1"), ("p2", "b"))
     ]
-    arms.extend(
+    pieces.extend(
         sql.SQL(
             "select {cols} from {rollups} where organization_id = %(organization_id)s"
-            " and {grain} = {name} and {start} >= {lo} and {start} < {hi}"
+            " and {grain} = {name} and {start} >= dq_span.{lo} and {start} < dq_span.{hi}"
         ).format(
             cols=columns,
             rollups=rollups,
             grain=sql.Identifier(ROLLUP_GRAIN),
             name=sql.Literal(grain),
             start=sql.Identifier(ROLLUP_START),
-            lo=bound(lo),
-            hi=bound(hi),
+            lo=sql.Identifier(lo),
+            hi=sql.Identifier(hi),
         )
         for grain, lo, hi in (("month", "p1", "q1"), ("month", "q2", "p2"), ("year", "q1", "q2"))
     )
+    arms = [
+        sql.SQL(
+            "select dq_piece.* from spans as dq_span cross join lateral ({pieces}) as dq_piece"
+            " where dq_span.view_name = {view}"
+        ).format(pieces=sql.SQL(" union all ").join(pieces), view=view)
+    ]
     if changed:
         # the stored values of the changed days, taken back out (the live arms add them anew)
         negated = sql.SQL(", ").join(

@@ -412,13 +412,15 @@ def test_changed_days_are_index_probes_and_the_materialized_arms_range_scans(
     ):
         assert any(name.startswith(prefix) for name in probes), (prefix, probes)
     # the materialized half: range scans of the day rows' and the rollups' keys, bounded by
-    # the range's pieces (initplan parameters: rollup_sql.spans_cte)
+    # the range's pieces (the block's row of rollup_sql.spans_cte, the outer side of a
+    # nested loop: its columns are the scan's parameters)
+    bound = r"(business_day|period_start) {} dq_span(_\d+)?\.[a-z0-9]+"
     ranges = {
         node["Index Name"]
         for node in nodes
         if "Index Name" in node
-        and re.search(r"(business_day|period_start) >= \$\d+", node.get("Index Cond", ""))
-        and re.search(r"(business_day|period_start) < \$\d+", node.get("Index Cond", ""))
+        and re.search(bound.format(">="), node.get("Index Cond", ""))
+        and re.search(bound.format("<"), node.get("Index Cond", ""))
     }
     # (a rollups table of a few hundred rows may be read by a sequential scan: cheaper)
     relations = {node.get("Relation Name") for node in nodes}
