@@ -511,8 +511,10 @@ def test_jobs_and_time_entries(capture_dashboard: Dashboard, tables: Tables) -> 
     ]:
         recorded = _check(capture_dashboard, tables, org, f"jobs: {name}", change)
         if name == "estimated hours only":
-            # Precision (on_update_of): hours change no energy.
+            # Precision (on_update_of): hours change no energy and no completed day, only
+            # the scheduled one (the job's completed day is another day).
             assert "daily_energy" not in {view for view, _ in recorded}, recorded
+            assert len({day for view, day in recorded if view == "daily_jobs"}) == 1, recorded
         if "rescheduled" in name:
             days = {day for view, day in recorded if view == "daily_jobs"}
             assert len(days) >= 2, f"old and new scheduled days: {days}"
