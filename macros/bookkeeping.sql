@@ -67,13 +67,9 @@
     );
     {{ dashquery_add_missing_columns('dashquery_refresh_runs', {'consumed_organizations': 'uuid[]', 'consumed_xact': 'xid8'}) }}
 
-    create index if not exists dashquery_refresh_runs_view_started
-    on {{ bookkeeping_relation('dashquery_refresh_runs') }} (view_name, started_at desc);
-
+    {{ dashquery_add_missing_index('dashquery_refresh_runs', 'dashquery_refresh_runs_view_started', '(view_name, started_at desc)') }}
     {#- the listener's poll: runs that consumed change rows, by their transaction -#}
-    create index if not exists dashquery_refresh_runs_consumed
-    on {{ bookkeeping_relation('dashquery_refresh_runs') }} (consumed_xact)
-    where consumed_xact is not null;
+    {{ dashquery_add_missing_index('dashquery_refresh_runs', 'dashquery_refresh_runs_consumed', '(consumed_xact) where consumed_xact is not null') }}
 
     create table if not exists {{ bookkeeping_relation('dashquery_refresh_queue') }} (
         view_name text primary key,
@@ -99,8 +95,7 @@
     );
     {{ dashquery_add_missing_columns('dashquery_deployment', {'capture': 'boolean not null default false', 'capture_since': 'timestamptz', 'read_roles': "text[] not null default '{}'"}) }}
     {#- one row ever: the unique index on a constant makes a racing second insert a no-op -#}
-    create unique index if not exists dashquery_deployment_one_row
-    on {{ bookkeeping_relation('dashquery_deployment') }} ((true));
+    {{ dashquery_add_missing_index('dashquery_deployment', 'dashquery_deployment_one_row', '((true))', unique=true) }}
     insert into {{ bookkeeping_relation('dashquery_deployment') }} (deployment_id, created_at)
     select gen_random_uuid(), now()
     where not exists (select 1 from {{ bookkeeping_relation('dashquery_deployment') }})
@@ -114,7 +109,7 @@
         changed_at timestamptz not null default clock_timestamp(),
         primary key (organization_id, daily_view, business_day, xact_id)
     );
-    {{ dashquery_add_missing_index('dashquery_changes', 'dashquery_changes_daily_view', 'daily_view') }}
+    {{ dashquery_add_missing_index('dashquery_changes', 'dashquery_changes_daily_view', '(daily_view)') }}
 
     {{ dashquery_grant_read_access(['dashquery_watermarks', 'dashquery_refresh_runs',
         'dashquery_refresh_queue', 'dashquery_relations', 'dashquery_deployment',
@@ -123,24 +118,27 @@
 
 
 {#
-  dashquery_add_missing_index: CREATE INDEX on a bookkeeping table when the index is missing,
-  nothing otherwise (CREATE INDEX IF NOT EXISTS takes its SHARE lock, which blocks writers,
-  before it finds the index exists). Used for dashquery_changes (daily_view): the refresh of
-  a block reads and deletes its daily view's change rows; by the primary key (organization
-  first) that is a scan of the whole table, and a bulk load leaves the table hundreds of
-  thousands of rows long until VACUUM can truncate it, which it rarely can while writers keep
-  adding rows at its end. Measured at 100x after one bulk load: three scans of 2,978 pages,
-  about 1 ms each, in every block's refresh; no difference in a single-row UPDATE's latency
-  (pgbench, interleaved, within the noise).
+  dashquery_add_missing_index: CREATE [UNIQUE] INDEX <index> ON a bookkeeping table
+  <definition> (the column list and an optional WHERE) when the index is missing, and
+  nothing at all otherwise: CREATE INDEX IF NOT EXISTS takes its SHARE lock on the table,
+  which blocks writers (refreshes logging their runs, capture triggers), before it finds
+  the index exists, so every run's on-run-start would queue behind them. The one real
+  CREATE runs under dashquery_retrying_on_lock.
+  dashquery_changes (daily_view): the refresh of a block reads and deletes its daily view's
+  change rows; by the primary key (organization first) that is a scan of the whole table,
+  and a bulk load leaves the table hundreds of thousands of rows long until VACUUM can
+  truncate it, which it rarely can while writers keep adding rows at its end. Measured at
+  100x after one bulk load: three scans of 2,978 pages, about 1 ms each, in every block's
+  refresh; no difference in a single-row UPDATE's latency (pgbench, interleaved).
 #}
-{% macro dashquery_add_missing_index(table, index, columns) -%}
+{% macro dashquery_add_missing_index(table, index, definition, unique=false) -%}
     {%- if execute -%}
         {%- set relation = bookkeeping_relation(table) -%}
         {%- set found = run_query("select to_regclass(" ~ dashquery_literal(
             adapter.quote(relation.schema) ~ '.' ~ adapter.quote(index)) ~ ") is not null") -%}
         {%- if not found.columns[0].values()[0] -%}
-            {{ dashquery_retrying_on_lock(['create index if not exists ' ~ adapter.quote(index)
-                ~ ' on ' ~ relation ~ ' (' ~ columns ~ ')']) }};
+            {{ dashquery_retrying_on_lock(['create ' ~ ('unique ' if unique else '') ~ 'index if not exists '
+                ~ adapter.quote(index) ~ ' on ' ~ relation ~ ' ' ~ definition]) }};
         {%- endif -%}
     {%- endif -%}
 {%- endmacro %}

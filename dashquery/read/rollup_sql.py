@@ -67,8 +67,8 @@ def materialized_arms(
     The five pieces are one LATERAL union over the block's row of ``spans``, whose bounds
     reach each index range scan as parameters of the nested loop: written as a scalar
     subquery per bound instead, each bound was an initplan of its own (ten per block, each
-    a CTE scan): 335 plan nodes in the metrics statement against 300 now, and its 730-day
-    execution ~3% slower (10x, EXPLAIN ANALYZE with TIMING OFF, medians of 60).
+    a CTE scan): the metrics statement had 335 plan nodes (300 now) and its 730-day
+    execution took ~3% longer (10x, EXPLAIN ANALYZE with TIMING OFF, medians of 60).
     """
     view = sql.Literal(block.materialized_view)
     columns = sql.SQL(", ").join(map(sql.Identifier, block.columns))

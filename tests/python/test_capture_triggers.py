@@ -510,13 +510,13 @@ def test_jobs_and_time_entries(capture_dashboard: Dashboard, tables: Tables) -> 
         ("job with time entries deleted", hard_delete),
     ]:
         recorded = _check(capture_dashboard, tables, org, f"jobs: {name}", change)
+        days = {day for view, day in recorded if view == "daily_jobs"}
         if name == "estimated hours only":
             # Precision (on_update_of): hours change no energy and no completed day, only
             # the scheduled one (the job's completed day is another day).
             assert "daily_energy" not in {view for view, _ in recorded}, recorded
-            assert len({day for view, day in recorded if view == "daily_jobs"}) == 1, recorded
+            assert len(days) == 1, recorded
         if "rescheduled" in name:
-            days = {day for view, day in recorded if view == "daily_jobs"}
             assert len(days) >= 2, f"old and new scheduled days: {days}"
 
 
