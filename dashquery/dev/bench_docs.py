@@ -145,6 +145,7 @@ def render_read_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"Exact: {exact['checked']:,} results (hybrid and cached, every sample with a naive"
         f" read) compared key by key with the naive query in the same run: {verdict}."
+        f"{_hybrid_text(latency)}"
         f" Statement: {report['statement']['method']}{_plans_text(report['statement'])}.",
         "",
         _cached_line(report),
@@ -158,6 +159,11 @@ def render_read_markdown(report: Mapping[str, Any]) -> str:
 def _title(meta: Mapping[str, Any]) -> str:
     scenario, volume = meta.get("scenario", "read"), meta["volume"]
     return f"{scenario} scenario" + ("" if volume == scenario else f", {volume}")
+
+
+def _hybrid_text(latency: Mapping[str, Any]) -> str:
+    method = latency.get("hybrid_method")  # absent from runs before the idle gap
+    return f" Cold hybrid: {method}." if method else ""
 
 
 def _statement_cell(figures: Mapping[str, Any] | None) -> str:

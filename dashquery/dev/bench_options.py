@@ -38,6 +38,12 @@ class BenchOptions:
     # range of the hybrid statement (bench_statement).
     cached_iterations: int = 5000
     statement_samples: int = 20
+    # Idle time before each cold hybrid read. A read's server-side cost on this machine
+    # doubles once its backend has sat idle ~25-50 ms (1d statement 1.2 -> 2.5 ms: caches
+    # gone), so a hybrid read right after a 90 ms naive query looked twice the cost of one
+    # after a 4 ms naive query, whatever its range. The same gap before every hybrid read
+    # measures all ranges in the state a request on an idle pooled connection meets.
+    hybrid_idle_ms: float = 100.0
     clients: int = 50
     seconds: float = 10.0
     seed: int = 0
