@@ -171,9 +171,12 @@ DAILY_BLOCKS: Final[tuple[DailyBlock, ...]] = (
         "jobs",
         "daily_jobs",
         "mv_daily_jobs",
-        ("jobs_scheduled", "estimated_hours", "jobs_completed", "labor_hours"),
+        ("jobs_scheduled", "estimated_hours", "jobs_completed"),
         (Breakdown("jobs_by_status", "jobs_status", "job_statuses"),),
     ),
+    # The jobs block's hours, in a view of their own: no job edit changes them, so a refresh
+    # after job edits recomputes no time entries (models/daily/daily_labor.sql).
+    DailyBlock("jobs", "daily_labor", "mv_daily_labor", ("labor_hours",)),
     DailyBlock(
         "warranty",
         "daily_warranty",

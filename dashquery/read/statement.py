@@ -35,23 +35,14 @@ from dashquery.read import customers_sql, rollup_sql
 from dashquery.read.bookkeeping_sql import Bookkeeping
 
 # Ratios divide numeric sums in SQL, exactly as the naive query does, so both agree digit
-# for digit instead of differing in the 17th decimal.
+# for digit instead of differing in the 17th decimal. Columns are unqualified: every
+# column name is unique across the CTEs in FROM (one row each), which ``*`` returns whole.
 _FINAL_METRICS = """
-    orders.orders_count, orders.delivered_orders, orders.pending_orders,
-    orders.cancelled_orders, orders.total_order_value_cents, orders.revenue_cents,
-    orders.total_order_value_cents / nullif(orders.non_cancelled_orders, 0)
-        as average_order_value_cents,
-    customers.unique_customers,
-    energy.kwh_deployed,
-    pipeline.*,
-    pipeline.won_opportunities / nullif(pipeline.won_opportunities + pipeline.lost_opportunities, 0)
-        as quote_win_rate,
-    pipeline.won_value_cents / nullif(pipeline.won_opportunities, 0) as average_won_deal_cents,
-    jobs.*,
-    warranty.*,
-    warranty.resolution_seconds / 3600 / nullif(warranty.resolved_claims, 0)
-        as average_resolution_hours,
-    {current_state}.*
+    *,
+    total_order_value_cents / nullif(non_cancelled_orders, 0) as average_order_value_cents,
+    won_opportunities / nullif(won_opportunities + lost_opportunities, 0) as quote_win_rate,
+    won_value_cents / nullif(won_opportunities, 0) as average_won_deal_cents,
+    resolution_seconds / 3600 / nullif(resolved_claims, 0) as average_resolution_hours
 """
 
 
@@ -195,13 +186,15 @@ class HybridStatements(Bookkeeping):
         return sql.SQL(" union all ").join(arms)
 
     def block_totals(self, block: DailyBlock) -> sql.Composed:
+        """The block's sums over the range, as a CTE named after its daily view (a §4 block
+        may have several: jobs has daily_jobs and daily_labor)."""
         sums = sql.SQL(", ").join(
             sql.SQL("coalesce(sum({c}), 0) as {c}").format(c=sql.Identifier(c))
             for c in block.columns
         )
         rows = self.rollup_rows(block) if self.has_rollups(block) else self.daily_rows(block)
         return sql.SQL("{name} as (select {sums} from ({rows}) as days)").format(
-            name=sql.Identifier(block.name), sums=sums, rows=rows
+            name=sql.Identifier(block.view), sums=sums, rows=rows
         )
 
     def unique_customers(self) -> sql.Composed:
@@ -258,13 +251,13 @@ class HybridStatements(Bookkeeping):
             self.unique_customers(),
             self.current_state(),
         ]
-        sources = (*(block.name for block in DAILY_BLOCKS), "customers", CURRENT_STATE.name)
+        sources = (*(block.view for block in DAILY_BLOCKS), "customers", CURRENT_STATE.name)
         return sql.SQL(
             "with {ctes} select {final}, {freshness}, {changed} as current_state_changed"
             " from {sources}"
         ).format(
             ctes=sql.SQL(",\n").join(ctes),
-            final=sql.SQL(_FINAL_METRICS).format(current_state=sql.Identifier(CURRENT_STATE.name)),
+            final=sql.SQL(_FINAL_METRICS),
             freshness=self.freshness_columns(),
             changed=self.state_changed(),
             sources=sql.SQL(", ").join(map(sql.Identifier, sources)),

@@ -1,6 +1,6 @@
--- Three facts per business day: jobs scheduled that day (by current status, with their
--- estimated hours), jobs completed that day, and hours worked that day on live jobs (the
--- time entries of deleted jobs are already gone in stg_job_time_entries).
+-- Two facts per business day: jobs scheduled that day (by current status, with their
+-- estimated hours) and jobs completed that day. Hours worked are daily_labor's (their day
+-- is the time entry's, and no job edit changes them).
 -- Their indexes are declared in models/indexes/source_indexes.sql.
 {%- set statuses = metric_values('job_statuses') %}
 
@@ -12,10 +12,6 @@ jobs as not materialized (
     select * from {{ ref('stg_jobs') }}
 ),
 
-time_entries as (
-    select * from {{ ref('stg_job_time_entries') }}
-),
-
 scheduled as (
     select
         organization_id,
@@ -23,8 +19,7 @@ scheduled as (
         count(*) as jobs_scheduled,
         {{ count_by('status', statuses, 'jobs_status') }},
         sum(estimated_hours) as estimated_hours,
-        0::bigint as jobs_completed,
-        0::numeric as labor_hours
+        0::bigint as jobs_completed
     from jobs
     group by 1, 2
 ),
@@ -38,25 +33,9 @@ completed as (
             0::bigint as jobs_status_{{ status }},
         {%- endfor %}
         0::numeric as estimated_hours,
-        count(*) as jobs_completed,
-        0::numeric as labor_hours
+        count(*) as jobs_completed
     from jobs
     where status = 'completed' and completed_at is not null
-    group by 1, 2
-),
-
-labor as (
-    select
-        organization_id,
-        {{ business_day('worked_at') }} as business_day,
-        0::bigint as jobs_scheduled,
-        {%- for status in statuses %}
-            0::bigint as jobs_status_{{ status }},
-        {%- endfor %}
-        0::numeric as estimated_hours,
-        0::bigint as jobs_completed,
-        sum(hours) as labor_hours
-    from time_entries
     group by 1, 2
 ),
 
@@ -64,8 +43,6 @@ facts as (
     select * from scheduled
     union all
     select * from completed
-    union all
-    select * from labor
 ),
 
 final as (
@@ -77,8 +54,7 @@ final as (
             sum(jobs_status_{{ status }})::bigint as jobs_status_{{ status }},
         {%- endfor %}
         sum(estimated_hours) as estimated_hours,
-        sum(jobs_completed)::bigint as jobs_completed,
-        sum(labor_hours) as labor_hours
+        sum(jobs_completed)::bigint as jobs_completed
     from facts
     group by 1, 2
 )

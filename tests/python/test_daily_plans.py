@@ -103,3 +103,33 @@ def test_one_organizations_days_of_energy_reach_the_jobs_by_index(
     ]
     assert len(jobs_scans) == 2, jobs_scans
     assert "Seq Scan" not in jobs_scans, jobs_scans
+
+
+def test_a_job_edit_recomputes_no_time_entries(
+    scratch_dashboard: Dashboard, conn: psycopg.Connection[Any]
+) -> None:
+    """An incremental refresh recomputes each changed (organization, day) from its daily view
+    whole. While hours worked were a fact of daily_jobs, every rescheduled or completed job
+    re-read all time entries of its days, each probing its job (~80% of mv_daily_jobs'
+    refresh at 100x). Hours are daily_labor's now: the jobs view's rows for an organization's
+    days read no time entry, and daily_labor's reach them through the worked-day index."""
+    org = scratch_dashboard.organization_ids[0]
+    days = [dt.date(2026, 1, 5), dt.date(2026, 1, 9)]
+    conn.execute("reset all")
+    relations = {}
+    for name in ("daily_jobs", "daily_labor"):
+        (explained,) = conn.execute(
+            sql.SQL(
+                "explain (format json) select * from {} where organization_id = %s"
+                " and business_day = any(%s)"
+            ).format(sql.Identifier(scratch_dashboard.settings.schema, name)),
+            (org, days),
+        ).fetchone()  # type: ignore[misc]
+        relations[name] = {
+            (n.get("Relation Name"), n["Node Type"])
+            for n in _nodes(explained[0]["Plan"])
+            if n.get("Relation Name")
+        }
+    assert {r for r, _ in relations["daily_jobs"]} == {"jobs"}, relations["daily_jobs"]
+    entries = {kind for r, kind in relations["daily_labor"] if r == "job_time_entries"}
+    assert entries and "Seq Scan" not in entries, relations["daily_labor"]

@@ -43,6 +43,7 @@ MATERIALIZED = (
     "mv_current_state",
     "mv_daily_energy",
     "mv_daily_jobs",
+    "mv_daily_labor",
     "mv_daily_orders",
     "mv_daily_pipeline",
     "mv_daily_warranty",

@@ -21,6 +21,7 @@ FIFTEEN_MINUTE_VIEWS = {
     "mv_daily_energy",
     "mv_daily_pipeline",
     "mv_daily_jobs",
+    "mv_daily_labor",
 }
 
 

@@ -153,7 +153,7 @@ JOB_GROUPS = f"""
 # A job deleted (or soft-deleted) takes its time entries' hours out of their days; moving
 # it between days leaves them where they are (they count on their own worked_at day).
 JOB_DELETE_GROUPS = f"""{JOB_GROUPS}
-    union select 'daily_jobs', day(worked_at) from {{s}}.job_time_entries where job_id = %(id)s"""
+    union select 'daily_labor', day(worked_at) from {{s}}.job_time_entries where job_id = %(id)s"""
 ORDER_GROUPS = """
     select 'daily_orders', day(created_at) from {s}.orders where id = %(id)s
     union select 'daily_order_customers', day(created_at) from {s}.orders where id = %(id)s
@@ -322,7 +322,8 @@ def test_orders_changed_days_count_distinct_days_of_both_views(
 def test_series_of_an_affected_block_is_exact(
     dashboard: Dashboard, conn: Conn, changed: Changer
 ) -> None:
-    days = sorted(dt.date.fromisoformat(d) for v, d in changed.expected if v == "daily_jobs")
+    # labor_hours' series reads daily_labor: a window around one of its changed days.
+    days = sorted(dt.date.fromisoformat(d) for v, d in changed.expected if v == "daily_labor")
     date_from, date_to = days[0] - dt.timedelta(days=2), days[0] + dt.timedelta(days=12)
     with Client(settings=dashboard.settings, cache=False) as client:
         for metric in ("labor_hours", "jobs_completed", "kwh_deployed", "orders_count"):
