@@ -185,6 +185,18 @@ def test_breakdowns_are_the_breakdown_metrics() -> None:
     assert set(catalog.BREAKDOWNS) == kinds == set(catalog.BREAKDOWN_VALUES)
 
 
+def test_no_column_name_is_in_two_blocks() -> None:
+    """The metrics statement selects its CTEs' columns unqualified (``select *``, one CTE per
+    daily view, the customer count and the snapshot): a column name in two of them would
+    make one silently win in the result row."""
+    names = [
+        *(column for block in catalog.DAILY_BLOCKS for column in block.columns),
+        "unique_customers",
+        *CURRENT_STATE.columns,
+    ]
+    assert len(names) == len(set(names)), sorted(n for n in set(names) if names.count(n) > 1)
+
+
 def test_bookkeeping_tables_equal_the_dbt_macros() -> None:
     text = (PROJECT_DIR / "macros" / "bookkeeping.sql").read_text()
     created = re.findall(
