@@ -15,9 +15,15 @@
     - its dashquery_relations row (definition hash, time zone, source schema), its grants
       (dbt `grants` config + var dashquery_read_roles) and persisted docs are written in the
       same transaction as the DDL.
-  A change PostgreSQL cannot replace in place (dropping or retyping a column) fails with
-  its own message: run it with --full-refresh, which drops the view with its dependents
-  (rebuilt in the same run; the read path reads those blocks live meanwhile).
+  A change PostgreSQL cannot replace in place (a column dropped, renamed or retyped:
+  CREATE OR REPLACE VIEW fails with invalid_table_definition) drops the view and creates it
+  again in the same transaction, without CASCADE: nothing of dashquery's depends on a view
+  in the catalog (the incremental strategy's relations are tables filled from it; a changed
+  view makes them rebuild through their definition hash), so an upgrade that moves a column
+  between views needs no extra step. Something that does depend on it (the concurrent
+  strategy's materialized views, an analyst's own view) makes the run fail naming it: then
+  run it with --full-refresh, which drops the view with its dependents (rebuilt in the same
+  run; the read path reads those blocks live meanwhile).
 #}
 {% materialization dashboard_view, adapter='postgres' %}
     {%- set target_relation = this.incorporate(type='view') -%}
@@ -60,14 +66,40 @@
 
 {#
   dashboard_view_replace: CREATE OR REPLACE VIEW (after dropping the relation in the way,
-  with its dependents, on --full-refresh), under dashquery_retrying_on_lock.
+  with its dependents, on --full-refresh), under dashquery_retrying_on_lock. When the new
+  columns do not extend the old ones (invalid_table_definition), DROP VIEW (RESTRICT) and
+  CREATE VIEW instead, in the same subtransaction: a dependent fails the run with a hint.
 #}
 {% macro dashboard_view_replace(relation, dropped, sql) -%}
     {%- set statements = [] -%}
     {%- if dropped is not none -%}
         {%- do statements.append(dashquery_drop_sql(dropped, cascade=true)) -%}
     {%- endif -%}
-    {%- do statements.append('create or replace view ' ~ relation ~ ' as\n' ~ sql) -%}
+    {%- for tag in ['$dq_view$', '$dq_view_sql$'] if tag in sql -%}
+        {{ exceptions.raise_compiler_error("dashboard_view " ~ relation ~ ": the SQL contains " ~ tag) }}
+    {%- endfor -%}
+    {%- set body = ' as\n' ~ sql -%}
+    {%- set statement -%}
+do $dq_view$
+declare
+    reason text;
+    dependents text;
+begin
+    execute $dq_view_sql$create or replace view {{ relation }}{{ body }}$dq_view_sql$;
+exception when invalid_table_definition then
+    reason := sqlerrm;
+    begin
+        execute $dq_view_sql${{ dashquery_drop_sql(relation, if_exists=false) }}$dq_view_sql$;
+    exception when dependent_objects_still_exist then
+        get stacked diagnostics dependents = pg_exception_detail;
+        raise exception 'dashquery: % cannot be replaced in place (%) and other relations depend on it (%): run it with --full-refresh (dbt run --full-refresh --select <model>+), which drops them with it and rebuilds the project''s own', {{ dashquery_literal(relation | string) }}, reason, dependents
+            using errcode = 'dependent_objects_still_exist';
+    end;
+    execute $dq_view_sql$create view {{ relation }}{{ body }}$dq_view_sql$;
+end
+$dq_view$
+    {%- endset -%}
+    {%- do statements.append(statement) -%}
     {{ dashquery_retrying_on_lock(statements) }}
 {%- endmacro %}
 

@@ -489,3 +489,59 @@ def test_a_role_taken_out_of_the_var_loses_its_access(
     assert access(extra) == (False, False, False)
     assert access(deployment.role) == (True, True, True)
     assert access(manual)[0] is True
+
+
+def view_columns(deployment: Deployment, relation: str) -> list[str]:
+    with deployment.connect() as conn:
+        rows = conn.execute(
+            "select column_name from information_schema.columns"
+            " where table_schema = %s and table_name = %s order by ordinal_position",
+            (deployment.settings.schema, relation),
+        ).fetchall()
+    return [name for (name,) in rows]
+
+
+def test_a_view_whose_columns_change_needs_no_full_refresh(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """An upgrade that takes a column out of a daily view (the labour split took labor_hours
+    out of daily_jobs): CREATE OR REPLACE VIEW cannot drop, rename or retype a column, so the
+    view is dropped and created in the same transaction (nothing of dashquery's depends on it
+    in the catalog) and its block rebuilds from it; the original comes back the same way, the
+    read role keeps its access. With another relation depending on the view the run fails
+    with the --full-refresh hint and changes nothing."""
+    renamed = edited_project(
+        tmp_path, "daily_warranty", "count(*) as warranty_claims", "count(*) as claims_renamed"
+    )
+    before = view_columns(deployment, "daily_warranty")
+    assert "warranty_claims" in before
+    try:
+        deployment.dbt("run", "--select", "daily_warranty+", project=renamed)
+        after = view_columns(deployment, "daily_warranty")
+        assert "claims_renamed" in after and "warranty_claims" not in after, after
+        assert "claims_renamed" in view_columns(deployment, "mv_daily_warranty")
+        with deployment.connect() as conn:
+            conn.execute(
+                deployment.q(
+                    "create view {schema}.analyst_view as select * from {schema}.daily_warranty"
+                )
+            )
+        try:
+            failed = deployment.dbt("run", "--select", "daily_warranty", check=False)
+            assert failed.returncode != 0
+            assert "--full-refresh" in failed.output and "analyst_view" in failed.output
+            assert view_columns(deployment, "daily_warranty") == after
+        finally:
+            with deployment.connect() as conn:
+                conn.execute(deployment.q("drop view {schema}.analyst_view"))
+    finally:
+        deployment.dbt("run", "--select", "daily_warranty+")
+    assert view_columns(deployment, "daily_warranty") == before
+    assert "warranty_claims" in view_columns(deployment, "mv_daily_warranty")
+    with psycopg.connect(role_conninfo(deployment), autocommit=True) as conn:
+        for relation in ("daily_warranty", "mv_daily_warranty"):
+            conn.execute(
+                sql.SQL("select * from {} limit 1").format(
+                    sql.Identifier(deployment.settings.schema, relation)
+                )
+            )
