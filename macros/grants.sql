@@ -84,11 +84,7 @@
 {% macro dashquery_grant_read_access(tables) -%}
     {%- set roles = dashquery_read_roles() -%}
     {%- set deployment = bookkeeping_relation('dashquery_deployment') -%}
-    {%- set listed = [] -%}
-    {%- for role in roles -%}
-        {%- do listed.append(dashquery_literal(role)) -%}
-    {%- endfor -%}
-    {%- set current = 'array[' ~ listed | join(', ') ~ ']::text[]' -%}
+    {%- set current = dashquery_text_array(roles) -%}
     {%- if roles %}
     grant usage on schema {{ adapter.quote(target.schema) }} to {{ roles | join(', ') }};
     {%- for table in tables %}

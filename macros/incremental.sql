@@ -190,9 +190,7 @@
         {%- do everything.extend(dashboard_mv_rollups_all(relation, rollups, rollup_columns)) -%}
     {%- endif -%}
     {%- set tag = '$dq_step$' -%}
-    {%- for statement in changed + everything if tag in statement or '$dq_refresh$' in statement -%}
-        {{ exceptions.raise_compiler_error("dashboard_mv " ~ relation ~ ": the SQL contains " ~ tag) }}
-    {%- endfor -%}
+    {%- do dashquery_refuse_dollar_tags('dashboard_mv ' ~ relation, changed + everything, [tag, '$dq_refresh$']) -%}
 do $dq_refresh$
 begin
     if current_setting('dashquery.capture_covers')::boolean then

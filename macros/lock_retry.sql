@@ -22,9 +22,7 @@
         {{ exceptions.raise_compiler_error("dashquery_lock_timeout_ms and dashquery_lock_attempts must be positive") }}
     {%- endif -%}
     {%- set tag = '$dq_ddl$' -%}
-    {%- for statement in statements if tag in statement or '$dq_retry$' in statement -%}
-        {{ exceptions.raise_compiler_error("dashquery_retrying_on_lock: the SQL contains " ~ tag) }}
-    {%- endfor -%}
+    {%- do dashquery_refuse_dollar_tags('dashquery_retrying_on_lock', statements, [tag, '$dq_retry$']) -%}
 do $dq_retry$
 declare
     attempt integer := 1;

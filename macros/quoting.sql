@@ -19,6 +19,20 @@
 
 
 {#
+  dashquery_refuse_dollar_tags: fail the compile when any of `statements` contains one of
+  `tags`, the dollar quotes the caller wraps them in (a statement holding one would end the
+  quoted string early). `owner` names the caller in the message.
+#}
+{% macro dashquery_refuse_dollar_tags(owner, statements, tags) -%}
+    {%- for statement in statements -%}
+        {%- for tag in tags if tag in statement -%}
+            {{ exceptions.raise_compiler_error(owner ~ ": the SQL contains " ~ tag) }}
+        {%- endfor -%}
+    {%- endfor -%}
+{%- endmacro %}
+
+
+{#
   dashquery_source_schema: the application schema the sources point at (DASHQUERY_SOURCE_SCHEMA,
   as _sources.yml reads it), recorded beside every relation built.
 #}

@@ -75,9 +75,7 @@
     {%- if dropped is not none -%}
         {%- do statements.append(dashquery_drop_sql(dropped, cascade=true)) -%}
     {%- endif -%}
-    {%- for tag in ['$dq_view$', '$dq_view_sql$'] if tag in sql -%}
-        {{ exceptions.raise_compiler_error("dashboard_view " ~ relation ~ ": the SQL contains " ~ tag) }}
-    {%- endfor -%}
+    {%- do dashquery_refuse_dollar_tags('dashboard_view ' ~ relation, [sql], ['$dq_view$', '$dq_view_sql$']) -%}
     {%- set body = ' as\n' ~ sql -%}
     {%- set statement -%}
 do $dq_view$
