@@ -4,16 +4,15 @@ statement <= 1.5 ms server-side").
 Method: the statement ``Client.compute`` runs (the bytes its ``Computer`` rendered, with
 ``%(name)s`` placeholders) is prepared under a name of its own on one of the client's pool
 connections, so the session settings are the read path's (jit off, random_page_cost), and
-executed as the pool's own prepared statement is: ``plan_cache_mode`` as the session has it,
-so after its first five executions PostgreSQL's plan cache settles on a generic or a custom
-plan by cost, the same choice it makes for the pool's statement (both counts are reported,
-beside the pool statement's own from ``pg_prepared_statements``). Each range then alternates
-``EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) EXECUTE`` (PostgreSQL's "Execution Time":
-executor start to end, no network, no parse or plan; TIMING OFF keeps the per-node clock
-calls out of it, row counting stays) with a plain ``EXECUTE`` timed by the client (the
-statement, the round trip and the transfer of its one row, no result building): the server
-figure and its bound from the other side. The stack has no pg_stat_statements (it needs
-shared_preload_libraries), hence EXPLAIN.
+executed as the pool's own prepared statement is: ``plan_cache_mode`` as the session has it
+(the read path forces generic plans), so it runs the plan the pool's statement runs (both
+counts are reported, beside the pool statement's own from ``pg_prepared_statements``).
+Each range then alternates ``EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) EXECUTE``
+(PostgreSQL's "Execution Time": executor start to end, no network, no parse or plan;
+TIMING OFF keeps the per-node clock calls out of it, row counting stays) with a plain
+``EXECUTE`` timed by the client (the statement, the round trip and the transfer of its one
+row, no result building): the server figure and its bound from the other side. The stack
+has no pg_stat_statements (it needs shared_preload_libraries), hence EXPLAIN.
 """
 
 from __future__ import annotations

@@ -70,9 +70,15 @@ def session_kwargs(statement_timeout_ms: int, pool_timeout_seconds: float) -> di
         # workers: each read is a few index probes, and the generic plan cannot know how
         # many days a changed-days array holds, so on ten years of history it chose a
         # parallel scan of a whole jobs index (Gather, 2 workers) over the expression
-        # index's probes: 85 ms instead of 2.7 ms for a 1-day read.
+        # index's probes: 85 ms instead of 2.7 ms for a 1-day read. Generic plans only: the
+        # statements are written for their generic plan (zone and schemas literal), and under
+        # the default plan_cache_mode=auto PostgreSQL plans the first five executions of a
+        # prepared statement with their values anyway, on every new pool connection: ~13 ms
+        # of planning each at 10x, a 25-30 ms cache miss instead of ~3 ms (and later, by
+        # estimate, it may keep choosing custom plans).
         "options": (
             "-c jit=off -c random_page_cost=1.1 -c max_parallel_workers_per_gather=0"
+            " -c plan_cache_mode=force_generic_plan"
             f" -c statement_timeout={int(statement_timeout_ms)}"
         ),
         # libpq counts connect_timeout in whole seconds, at least 2.
