@@ -34,7 +34,9 @@ from dashquery.read.binding import native
 
 _NAME = "dashquery_bench_statement"
 WARM_UP = 2  # runs per range before the measured ones (buffers, the first execution)
-SETTLE = 6  # executions before any measurement: the plan cache chooses after five
+# Executions before any measurement: the first plans the statement. Six, as under the default
+# plan_cache_mode=auto, where the plan cache chooses after five (the read path forces generic).
+SETTLE = 6
 _PLANS = "select generic_plans, custom_plans from pg_prepared_statements where name = %s"
 
 
@@ -88,8 +90,9 @@ def measure_statement(
     assert before is not None and after is not None
     return {
         "method": "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) EXECUTE of the read path's"
-        " statement prepared on a pool connection, the plan the plan cache chose after"
-        f" {SETTLE} executions; 'Execution Time' as PostgreSQL reports it",
+        " statement prepared on a pool connection, the plan its session's plan cache runs"
+        f" after {SETTLE} executions (read sessions force generic plans);"
+        " 'Execution Time' as PostgreSQL reports it",
         "organization": str(org),
         "samples": samples,
         "plans_while_measured": {

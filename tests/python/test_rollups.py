@@ -301,8 +301,8 @@ def test_read_sessions_never_plan_parallel_workers(
         conn.execute(sql.SQL("alter database {} reset all").format(database))
 
 
-def dashboard_client(dashboard: Dashboard) -> Client:
-    return Client(settings=dashboard.settings, cache=False)
+def dashboard_client(dashboard: Dashboard, **options: Any) -> Client:
+    return Client(settings=dashboard.settings, cache=False, **options)
 
 
 def test_read_sessions_never_plan_a_custom_plan(scratch_dashboard: Dashboard) -> None:
@@ -312,7 +312,8 @@ def test_read_sessions_never_plan_a_custom_plan(scratch_dashboard: Dashboard) ->
     custom plans, on every new pool connection: the read sessions must never make one."""
     today = business_today(scratch_dashboard.settings)
     org = scratch_dashboard.organization_ids[0]
-    with Client(settings=scratch_dashboard.settings, cache=False, pool_size=1) as client:
+    # One connection: pg_prepared_statements shows only its own session's statements.
+    with dashboard_client(scratch_dashboard, pool_size=1) as client:
         for days in (1, 30, 730, 1, 3650, 7, 730):
             client.compute(org, today - dt.timedelta(days=days - 1), today)
         with client.pool.connection() as read:
