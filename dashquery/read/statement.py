@@ -132,28 +132,21 @@ class HybridStatements(Bookkeeping):
         self, block: DailyBlock | DistinctDays, selected: sql.Composable
     ) -> list[sql.Composed]:
         """The block's live rows: days from the split on, and (with capture) the days before
-        it recorded as changed."""
-        arms = [
-            sql.SQL(
-                "select {cols} from {view} where organization_id = %(organization_id)s"
-                " and business_day between greatest(%(date_from)s::date, {split})"
-                " and %(date_to)s::date"
-            ).format(
-                cols=selected,
-                view=self.relation(block.view),
-                split=self.split_day(block.materialized_view),
-            )
-        ]
+        it recorded as changed, in one arm: the two day sets are disjoint (changed days lie
+        before the split), and one scan of the daily view (a BitmapOr of two index probes)
+        plans and starts in half the time of two copies of the view's plan."""
+        days = sql.SQL(
+            "business_day between greatest(%(date_from)s::date, {split}) and %(date_to)s::date"
+        ).format(split=self.split_day(block.materialized_view))
         if self.changes and block.materialized_view in self.available_views:
-            arms.append(
-                sql.SQL(
-                    "select {cols} from {view} where organization_id = %(organization_id)s"
-                    " and business_day = any({changed})"
-                ).format(
-                    cols=selected, view=self.relation(block.view), changed=self.changed(block.view)
-                )
+            days = sql.SQL("({days} or business_day = any({changed}))").format(
+                days=days, changed=self.changed(block.view)
             )
-        return arms
+        return [
+            sql.SQL(
+                "select {cols} from {view} where organization_id = %(organization_id)s and {days}"
+            ).format(cols=selected, view=self.relation(block.view), days=days)
+        ]
 
     def daily_rows(self, block: DailyBlock) -> sql.Composed:
         """The block's daily rows in the request's range: materialized, then live days."""
