@@ -4,15 +4,16 @@ statement <= 1.5 ms server-side").
 Method: the statement ``Client.compute`` runs (the bytes its ``Computer`` rendered, with
 ``%(name)s`` placeholders) is prepared under a name of its own on one of the client's pool
 connections, so the session settings are the read path's (jit off, random_page_cost), and
-executed as the pool's own prepared statement is: ``plan_cache_mode`` as the session has it
-(the read path forces generic plans), so it runs the plan the pool's statement runs (both
-counts are reported, beside the pool statement's own from ``pg_prepared_statements``).
-Each range then alternates ``EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) EXECUTE``
-(PostgreSQL's "Execution Time": executor start to end, no network, no parse or plan;
-TIMING OFF keeps the per-node clock calls out of it, row counting stays) with a plain
-``EXECUTE`` timed by the client (the statement, the round trip and the transfer of its one
-row, no result building): the server figure and its bound from the other side. The stack
-has no pg_stat_statements (it needs shared_preload_libraries), hence EXPLAIN.
+executed as the pool's own prepared statement is: ``plan_cache_mode`` as the session has
+it (the read path forces generic plans), so it runs the plan the pool's statement runs
+(both counts are reported, beside the pool statement's own from
+``pg_prepared_statements``). The ranges take turns (one sample of each in turn); each
+sample alternates ``EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) EXECUTE`` (PostgreSQL's
+"Execution Time": executor start to end, no network, no parse or plan; TIMING OFF keeps
+the per-node clock calls out of it, row counting stays) with a plain ``EXECUTE`` timed by
+the client (the statement, the round trip and the transfer of its one row, no result
+building): the server figure and its bound from the other side. The stack has no
+pg_stat_statements (it needs shared_preload_libraries), hence EXPLAIN.
 """
 
 from __future__ import annotations
@@ -72,17 +73,22 @@ def measure_statement(
             for r in ranges:
                 for _ in range(WARM_UP):
                     _explain(conn, org, r)
-                explained, executed = [], []
-                for _ in range(samples):
-                    explained.append(_explain(conn, org, r))
+            # Round robin over the ranges, not one range after another: a shared machine's
+            # slow minute then lands on every range alike, and their ratios stay fair.
+            explained: dict[str, list[tuple[float, float]]] = {r.label: [] for r in ranges}
+            executed: dict[str, list[float]] = {r.label: [] for r in ranges}
+            for _ in range(samples):
+                for r in ranges:
+                    explained[r.label].append(_explain(conn, org, r))
                     started = time.perf_counter()
                     conn.execute(_statement("", org, r)).fetchall()
-                    executed.append(elapsed_ms(started))
+                    executed[r.label].append(elapsed_ms(started))
                     bar.advance(task)
+            for r in ranges:
                 by_range[r.label] = {
-                    "execution_ms": summarize([e for e, _ in explained]),
-                    "planning_ms": summarize([p for _, p in explained]),
-                    "client_execute_ms": summarize(executed),
+                    "execution_ms": summarize([e for e, _ in explained[r.label]]),
+                    "planning_ms": summarize([p for _, p in explained[r.label]]),
+                    "client_execute_ms": summarize(executed[r.label]),
                 }
             after = conn.execute(_PLANS, (_NAME,)).fetchone()
         finally:
