@@ -207,8 +207,13 @@ def naive_metrics(
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         # JIT compilation costs 80-470 ms on this query at benchmark volume and buys nothing
         # for a one-shot aggregate; SET LOCAL keeps the change inside this transaction.
-        cur.execute("set local jit = off")
-        cur.execute(query, params)
+        cur.execute("set local jit = off", prepare=False)
+        # Never prepared: psycopg prepares a query on its sixth execution, and PostgreSQL then
+        # may switch to a generic plan, in which the zone is a parameter, no expression index
+        # on day(ts) matches, and every range scans whole tables (a 1-day read of a 100x
+        # tenant took 9 s instead of 0.16 s once longer ranges had set the plan cache's
+        # average). The reference query is planned for its values every time.
+        cur.execute(query, params, prepare=False)
         row = cur.fetchone()
     assert row is not None  # aggregates without group by always return one row
     row["opportunities_by_stage"] = {s: row.pop(f"stage_{s}") for s in OPPORTUNITY_STAGES}

@@ -370,3 +370,14 @@ def test_jit_setting_does_not_leak_into_the_session(db: str) -> None:
         conn.commit()
         naive_metrics(conn, SETTINGS, ORG_A, DATE_FROM, DATE_TO)
         assert conn.execute("show jit").fetchone() == before
+
+
+def test_the_naive_query_is_planned_for_its_values_every_time(db: str) -> None:
+    """Never a prepared statement on the connection (psycopg prepares from the sixth
+    execution; the server's generic plan for it cannot use the day(ts) indexes), so the
+    benchmark's reference never runs a plan made for other values."""
+    with psycopg.connect(db) as conn:
+        for days in range(8):
+            naive_metrics(conn, SETTINGS, ORG_A, DATE_FROM, date(2024, 6, 10 + days))
+        prepared = conn.execute("select name from pg_prepared_statements").fetchall()
+    assert prepared == []
