@@ -209,10 +209,10 @@ def unique_customers(hybrid: HybridStatements) -> sql.Composed:
     days = CUSTOMER_DAYS
     distinct = sql.Identifier(days.distinct)
     # the live days, as every block's: from the split on, and the changed days before it
-    live = sql.SQL("{name} as (select distinct {distinct} from ({arms}) as live_days)").format(
+    live = sql.SQL("{name} as (select distinct {distinct} from ({arm}) as live_days)").format(
         name=sql.Identifier(_LIVE),
         distinct=distinct,
-        arms=sql.SQL(" union all ").join(hybrid.live_arms(days, distinct)),
+        arm=hybrid.live_arm(days, distinct),
     )
     every = _every_customer(hybrid)
     if not {days.materialized_view, days.ends, days.gaps} <= hybrid.available_views:
