@@ -27,6 +27,15 @@ def business_today(settings: Settings) -> dt.date:
     return dt.datetime.now(settings.zone).date()
 
 
+def watermark_day(watermark: str | dt.datetime, settings: Settings) -> dt.date:
+    """The business day a §4 watermark falls on: a range's first live day (§2) when the range
+    starts before it. Not "today": the suite builds once, and a build just before midnight in
+    the business zone with a read just after it puts the watermark on yesterday."""
+    if isinstance(watermark, str):
+        watermark = dt.datetime.fromisoformat(watermark)
+    return watermark.astimezone(settings.zone).date()
+
+
 def assert_matches_naive(
     conn: psycopg.Connection[Any],
     settings: Settings,

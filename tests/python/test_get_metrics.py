@@ -12,7 +12,13 @@ import redis
 
 import dashquery
 from dashquery.catalog import BLOCK_VIEWS, METRIC_KEYS, METRIC_KINDS
-from tests.python.helpers import Dashboard, assert_matches_naive, business_today, ranges_to_check
+from tests.python.helpers import (
+    Dashboard,
+    assert_matches_naive,
+    business_today,
+    ranges_to_check,
+    watermark_day,
+)
 
 
 @pytest.fixture
@@ -74,8 +80,12 @@ def test_result_shape_is_the_contract(client: dashquery.Client, dashboard: Dashb
     assert set(data["freshness"]) == set(BLOCK_VIEWS)
     for block in ("orders", "energy", "pipeline", "jobs", "warranty"):
         freshness = data["freshness"][block]
-        assert freshness["watermark"] is not None
-        assert freshness["first_live_day"] == today.isoformat()  # built today, so today is live
+        # the range starts before the build: its first live day is the watermark's day
+        watermark_at = freshness["watermark"]
+        assert (
+            freshness["first_live_day"]
+            == watermark_day(watermark_at, dashboard.settings).isoformat()
+        )
     assert data["freshness"]["current_state"]["first_live_day"] is None
     assert list(data["opportunities_by_stage"]) == [
         "new",

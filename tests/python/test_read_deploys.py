@@ -23,6 +23,7 @@ import pytest
 from psycopg import sql
 
 from dashquery import Client, Misconfigured
+from dashquery.catalog import CAPTURE_SINCE_COLUMN, DEPLOYMENT_TABLE, WATERMARKS_TABLE
 from dashquery.dev.stack import LocalStack
 from dashquery.ops.dbt_runner import run_dbt
 from tests.python.helpers import (
@@ -32,6 +33,7 @@ from tests.python.helpers import (
     build_dashboard,
     business_today,
     edited_project,
+    watermark_day,
 )
 
 Conn = psycopg.Connection[Any]
@@ -210,3 +212,59 @@ def test_column_retype_and_rebuild_recovers_on_the_next_call(
         finally:
             run_dbt(["run", "--select", "daily_warranty+", "--full-refresh"], settings)
         read_everywhere()
+
+
+def test_a_read_after_midnight_reads_the_watermarks_day_live(
+    dashboard: Dashboard, conn: Conn
+) -> None:
+    """A refresh just before midnight in the business zone and a read just after it: the
+    watermark's day (yesterday by then) is read live, since its materialized row was built
+    from part of it; the first live day is the watermark's day, not today. Simulated by
+    moving every watermark (and the capture start, which a watermark must not precede) back
+    one day, then changing an order of yesterday with the capture triggers off, so that only
+    a live read of yesterday sees the change."""
+    settings, org = dashboard.settings, dashboard.organization_ids[0]
+    schema = sql.Identifier(settings.schema)
+    marks = sql.SQL("{}.{}").format(schema, sql.Identifier(WATERMARKS_TABLE))
+    deployment = sql.SQL("{}.{}").format(schema, sql.Identifier(DEPLOYMENT_TABLE))
+    orders = sql.SQL("{}.orders").format(sql.Identifier(settings.source_schema))
+    today = business_today(settings)
+    yesterday = today - dt.timedelta(days=1)
+
+    def shift(direction: str, cents: int, order_id: Any = None) -> Any:
+        """Moves the watermarks and capture start by a day and one order of yesterday."""
+        params = {"cents": cents, "org": org, "tz": settings.timezone, "day": yesterday}
+        with conn.transaction():
+            conn.execute("set local session_replication_role = replica")
+            for relation, column in ((marks, "watermark"), (deployment, CAPTURE_SINCE_COLUMN)):
+                conn.execute(
+                    sql.SQL("update {} set {column} = {column} {op} interval '1 day'").format(
+                        relation, column=sql.Identifier(column), op=sql.SQL(direction)
+                    )
+                )
+            row = conn.execute(
+                sql.SQL(
+                    "update {orders} set total_cents = total_cents + %(cents)s where id = ("
+                    " select id from {orders} where organization_id = %(org)s"
+                    " and deleted_at is null and status <> 'cancelled'"
+                    " and (created_at at time zone %(tz)s)::date = %(day)s"
+                    " and (%(id)s::uuid is null or id = %(id)s::uuid) order by id limit 1)"
+                    " returning id"
+                ).format(orders=orders),
+                {**params, "id": order_id},
+            ).fetchone()
+        assert row is not None, f"no order of {yesterday} to change"
+        return row[0]
+
+    changed = shift("-", 12345)
+    try:
+        with Client(settings=settings, cache=False) as client:
+            result = client.get_metrics(org, today - dt.timedelta(days=29), today)
+        assert_matches_naive(conn, settings, result)
+        for block in ("orders", "energy", "pipeline", "jobs", "warranty"):
+            freshness = result.freshness[block]
+            assert freshness.watermark is not None and freshness.live_reason is None
+            assert freshness.first_live_day == watermark_day(freshness.watermark, settings)
+            assert freshness.first_live_day <= yesterday
+    finally:
+        shift("+", -12345, changed)

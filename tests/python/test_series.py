@@ -21,7 +21,7 @@ from dashquery.dev.naive import naive_metrics
 from dashquery.read.compare import ComparedMetrics, comparison_request
 from dashquery.read.request import MetricsRequest
 from dashquery.read.series import SERIES_METRICS
-from tests.python.helpers import Dashboard, assert_matches_naive, business_today
+from tests.python.helpers import Dashboard, assert_matches_naive, business_today, watermark_day
 
 DAY = dt.timedelta(days=1)
 
@@ -138,8 +138,11 @@ def test_series_has_data_and_freshness(dashboard: Dashboard, exact: dashquery.Cl
     assert data["points"][0]["period_start"] == (today - 200 * DAY).replace(day=1).isoformat()
     assert data["date_from"] == (today - 200 * DAY).isoformat()
     assert all(type(point["value"]) is int for point in data["points"])
-    assert data["freshness"]["orders"]["watermark"] is not None
-    assert data["freshness"]["orders"]["first_live_day"] == today.isoformat()
+    orders = data["freshness"]["orders"]
+    assert (
+        orders["first_live_day"]
+        == watermark_day(orders["watermark"], dashboard.settings).isoformat()
+    )
     weighted = exact.get_series(org, "weighted_pipeline_cents", today - 30 * DAY, today, "week")
     assert all(type(p["value"]) is float for p in weighted.to_dict()["points"])
     assert set(weighted.freshness) == {"pipeline"}
