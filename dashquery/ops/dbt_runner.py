@@ -8,6 +8,9 @@ of the application's process.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -15,7 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +28,16 @@ from dashquery.config import Settings
 from dashquery.errors import DashqueryError
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]  # dashquery/ops/ -> the checkout
-# dbt's partial-parse file and a profiles dir, shared by all runs: parsing the project from
-# scratch costs ~6 s of every `dbt run`; dbt itself re-parses when files or env vars change.
+# dbt's partial-parse files and a profiles dir, shared by all runs: parsing the project from
+# scratch costs ~4 s of every `dbt run` here. dbt re-parses everything when the profile's
+# values or the vars change ("Unable to do partial parsing because profile has changed"), so
+# one shared file made runs alternating between two schemas or zones (the tests, the bench)
+# parse from scratch every time: there is one file per project folder, profile and vars.
 _CACHE_DIR = PROJECT_DIR / "target" / "dashquery-cache"
 _PARSE_FILE = "partial_parse.msgpack"
+_PARSE_FILES_KEPT = 32  # the most recently used; a test's edited project copy is used once
+_PROFILE_ENV = ("PG", "DASHQUERY_", "DBT_")
+_PROFILE_ARGS = ("--vars", "--target", "--profile")
 _LIBPQ_ENV = {
     "host": "PGHOST",
     "port": "PGPORT",
@@ -82,20 +91,40 @@ def ensure_profiles_dir(folder: Path) -> Path:
     return folder
 
 
-def _restore_parse(target: Path) -> None:
-    cached = _CACHE_DIR / _PARSE_FILE
+def _parse_cache(project_dir: Path, args: Sequence[str], env: Mapping[str, str]) -> Path:
+    """The cached partial-parse file of this project folder, profile values and vars."""
+    profile = sorted((k, v) for k, v in env.items() if k.startswith(_PROFILE_ENV))
+    # "--vars X" and "--vars=X" alike: the flag's own word and the word after it
+    chosen = [pair for pair in itertools.pairwise([*args, ""]) if pair[0].startswith(_PROFILE_ARGS)]
+    key = json.dumps([str(project_dir.resolve()), profile, chosen])
+    return _CACHE_DIR / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.{_PARSE_FILE}"
+
+
+def _restore_parse(cached: Path, target: Path) -> None:
     if cached.exists():
         target.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(cached, target / _PARSE_FILE)
+        os.utime(cached)  # recently used: kept by _save_parse's pruning
 
 
-def _save_parse(target: Path) -> None:
+def _save_parse(cached: Path, target: Path) -> None:
     produced = target / _PARSE_FILE
-    if produced.exists():
-        _CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        partial = _CACHE_DIR / f".{_PARSE_FILE}.{uuid.uuid4().hex}.tmp"
-        shutil.copyfile(produced, partial)
-        os.replace(partial, _CACHE_DIR / _PARSE_FILE)
+    if not produced.exists():
+        return
+    _CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    partial = _CACHE_DIR / f".{cached.name}.{uuid.uuid4().hex}.tmp"
+    shutil.copyfile(produced, partial)
+    os.replace(partial, cached)
+    files = sorted(_CACHE_DIR.glob(f"*.{_PARSE_FILE}"), key=_mtime, reverse=True)
+    for stale in files[_PARSE_FILES_KEPT:]:
+        stale.unlink(missing_ok=True)  # a concurrent run may have pruned it first
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # pruned by a concurrent run meanwhile
+        return 0.0
 
 
 def run_dbt(
@@ -119,7 +148,8 @@ def run_dbt(
         env["DBT_PROFILES_DIR"] = str(ensure_profiles_dir(_CACHE_DIR / "profiles"))
     with tempfile.TemporaryDirectory(prefix="dashquery-dbt-") as scratch:
         target = Path(scratch) / "target"
-        _restore_parse(target)
+        cached = _parse_cache(project_dir, args, env)
+        _restore_parse(cached, target)
         command = [
             dbt_executable(),
             *args,
@@ -140,7 +170,7 @@ def run_dbt(
             text=True,
             check=False,
         )
-        _save_parse(target)
+        _save_parse(cached, target)
     result = DbtResult(
         tuple(args), completed.returncode, completed.stdout or "", time.perf_counter() - started
     )
