@@ -36,7 +36,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"**Capture scenario, {meta['volume']}** — {meta['started_at'][:16].replace('T', ' ')}"
         f" UTC, {meta['organizations']} organizations, {meta['orders']:,} orders, seed"
         f" {meta['seed']}, {meta['seconds']:.0f} s. Machine: {meta['host']['cpus']} CPUs"
-        f" (nproc), PostgreSQL {meta['host']['postgres']}"
+        f" ({meta['host'].get('cpu_model', 'model not recorded')}),"
+        f" PostgreSQL {meta['host']['postgres']}"
         + (
             f" (jit {meta['host']['jit']}, jit_above_cost {meta['host']['jit_above_cost']})"
             if "jit" in meta["host"]

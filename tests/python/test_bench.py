@@ -368,6 +368,9 @@ def test_capture_targets_and_the_generated_docs_section(
     assert first.startswith("# Benchmarks\n\nhand-written text\n")
     assert "capture --volume tiny: generated" in first and "orders_insert" in first
     assert "Commit settings: fsync on, synchronous_commit on, full_page_writes on." in first
+    # The machine is named as in the read sections: runs on two hosts sit side by side.
+    host = capture_report["meta"]["host"]
+    assert f"Machine: {host['cpus']} CPUs ({host['cpu_model']})," in first
     # Rewritten in place, not appended twice; other text kept.
     write_docs_section(capture_report, docs)
     assert docs.read_text() == first
