@@ -24,6 +24,7 @@ from dashquery.dev.bench_options import (
     scenario_shape,
 )
 from dashquery.dev.bench_report import print_summary, write_outputs
+from dashquery.dev.bench_summary import write_summary
 from dashquery.dev.generate import VOLUMES
 from dashquery.errors import DashqueryError
 
@@ -95,14 +96,15 @@ from dashquery.errors import DashqueryError
     default=Path("docs/BENCHMARKS.md"),
     show_default=True,
     help="Rewrite this file's generated section for the scenario and volume (when the file"
-    " exists).",
+    " exists), and its summary of every report in --out (where it has the summary's markers).",
 )
 @click.option("--no-docs", is_flag=True, help="Leave --docs alone (a trial run).")
 @click.option(
     "--render",
     "render_json",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Measure nothing; rewrite --docs' section from this bench JSON (any scenario).",
+    help="Measure nothing; rewrite --docs' section from this bench JSON (any scenario), and"
+    " the summary from the reports beside it.",
 )
 @click.option(
     "--label",
@@ -233,7 +235,8 @@ def bench(
         if meta.get("scenario", "read") not in SCENARIOS or "volume" not in meta:
             raise click.ClickException(f"{render_json} is not a dashquery bench report")
         write_docs_section(rendered, docs)
-        console.print(f"wrote {docs} (section {meta['volume']})", highlight=False)
+        summary = " and its summary" if write_summary(render_json.parent, docs) else ""
+        console.print(f"wrote {docs} (section {meta['volume']}){summary}", highlight=False)
         return
     run = run_capture_bench if scenario == "capture" else run_bench
     extra: dict[str, Any] = {
@@ -274,7 +277,8 @@ def bench(
     wrote = [str(json_path)] + ([str(png_path)] if png_path else [])
     if docs.exists() and not no_docs:
         write_docs_section(report, docs)
-        wrote.append(f"{docs} (section {report['meta']['volume']})")
+        summary = ", summary" if write_summary(out, docs) else ""
+        wrote.append(f"{docs} (section {report['meta']['volume']}{summary})")
     console.print(f"wrote {' and '.join(wrote)}", highlight=False)
 
 

@@ -129,16 +129,21 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 def targets_table(targets: list[Mapping[str, Any]]) -> list[str]:
     """The markdown table of a report's targets (every scenario's)."""
     lines = ["| target | threshold | measured | pass | volume |", "|---|---|---|---|---|"]
-    for t in targets:
-        measured = "-" if t["measured"] is None else f"{t['measured']:.4g} {t['unit']}"
-        volume = t["volume"] + (
-            "" if t["at_defined_volume"] else f" (defined at {t['defined_at']})"
-        )
-        lines.append(
-            f"| {t['description']} | {t['comparison']} {t['threshold']:g} {t['unit']}"
-            f" | {measured} | {_verdict(t['passed'])} | {volume} |"
-        )
+    lines.extend(f"| {' | '.join(target_cells(t))} |" for t in targets)
     return lines
+
+
+def target_cells(t: Mapping[str, Any]) -> list[str]:
+    """One target's cells: description, threshold, measured, pass, volume."""
+    measured = "-" if t["measured"] is None else f"{t['measured']:.4g} {t['unit']}"
+    volume = t["volume"] + ("" if t["at_defined_volume"] else f" (defined at {t['defined_at']})")
+    return [
+        t["description"],
+        f"{t['comparison']} {t['threshold']:g} {t['unit']}",
+        measured,
+        _verdict(t["passed"]),
+        volume,
+    ]
 
 
 def _exact_text(check: Mapping[str, Any]) -> str:
