@@ -14,7 +14,6 @@ from rich.console import Console
 from dashquery.config import Settings
 from dashquery.dev.bench import BenchOptions, run_bench, run_capture_bench
 from dashquery.dev.bench_dbt import generated_database
-from dashquery.dev.bench_docs import write_docs_section
 from dashquery.dev.bench_options import (
     LARGE_FACTOR,
     LARGE_TENANT_ORGS,
@@ -24,7 +23,7 @@ from dashquery.dev.bench_options import (
     scenario_shape,
 )
 from dashquery.dev.bench_report import print_summary, write_outputs
-from dashquery.dev.bench_summary import write_summary
+from dashquery.dev.bench_summary import write_docs
 from dashquery.dev.generate import VOLUMES
 from dashquery.errors import DashqueryError
 
@@ -234,9 +233,7 @@ def bench(
         meta = rendered.get("meta", {}) if isinstance(rendered, dict) else {}
         if meta.get("scenario", "read") not in SCENARIOS or "volume" not in meta:
             raise click.ClickException(f"{render_json} is not a dashquery bench report")
-        write_docs_section(rendered, docs)
-        summary = " and its summary" if write_summary(render_json.parent, docs) else ""
-        console.print(f"wrote {docs} (section {meta['volume']}){summary}", highlight=False)
+        console.print(f"wrote {write_docs(rendered, docs, render_json.parent)}", highlight=False)
         return
     run = run_capture_bench if scenario == "capture" else run_bench
     extra: dict[str, Any] = {
@@ -276,9 +273,7 @@ def bench(
     print_summary(report, console)
     wrote = [str(json_path)] + ([str(png_path)] if png_path else [])
     if docs.exists() and not no_docs:
-        write_docs_section(report, docs)
-        summary = ", summary" if write_summary(out, docs) else ""
-        wrote.append(f"{docs} (section {report['meta']['volume']}{summary})")
+        wrote.append(write_docs(report, docs, out))
     console.print(f"wrote {' and '.join(wrote)}", highlight=False)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dashquery.dev.bench_capture_report import target_cells
-from dashquery.dev.bench_docs import replace_section
+from dashquery.dev.bench_docs import replace_section, write_docs_section
 
 START = "<!-- dashquery bench: summary of the reports in bench/, generated, do not edit -->"
 END = "<!-- end of dashquery bench summary -->"
@@ -77,3 +77,11 @@ def write_summary(folder: Path, docs: Path) -> bool:
         return False
     replace_section(docs, START, END, render_summary(reports))
     return True
+
+
+def write_docs(report: Mapping[str, Any], docs: Path, reports_dir: Path) -> str:
+    """Write the report's section of ``docs`` and the summary from ``reports_dir``; returns
+    what was written, for the command's "wrote ..." line."""
+    write_docs_section(report, docs)
+    summary = ", summary" if write_summary(reports_dir, docs) else ""
+    return f"{docs} (section {report['meta']['volume']}{summary})"
