@@ -13,6 +13,11 @@ from typing import Any
 from rich.console import Console
 
 
+def cpus_text(host: Mapping[str, Any]) -> str:
+    """The machine's CPUs as every generated section names them: "2 CPUs (AMD EPYC)"."""
+    return f"{host.get('cpus', '?')} CPUs ({host.get('cpu_model', 'model not recorded')})"
+
+
 def format_ms(value: float | None) -> str:
     """A millisecond figure for a docs table (also the read sections')."""
     if value is None:
@@ -35,8 +40,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines = [
         f"**Capture scenario, {meta['volume']}** — {meta['started_at'][:16].replace('T', ' ')}"
         f" UTC, {meta['organizations']} organizations, {meta['orders']:,} orders, seed"
-        f" {meta['seed']}, {meta['seconds']:.0f} s. Machine: {meta['host']['cpus']} CPUs"
-        f" ({meta['host'].get('cpu_model', 'model not recorded')}),"
+        f" {meta['seed']}, {meta['seconds']:.0f} s. Machine: {cpus_text(meta['host'])},"
         f" PostgreSQL {meta['host']['postgres']}"
         + (
             f" (jit {meta['host']['jit']}, jit_above_cost {meta['host']['jit_above_cost']})"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dashquery.dev import bench_capture_report
+from dashquery.dev.bench_capture_report import cpus_text
 from dashquery.dev.bench_capture_report import format_ms as _ms
 
 
@@ -74,7 +75,7 @@ def _load(values: list[float]) -> str:
 def machine_line(meta: Mapping[str, Any]) -> str:
     host, load = meta["host"], meta["load_average"]
     return (
-        f"Machine: {host['cpus']} CPUs ({host.get('cpu_model', 'model not recorded')}),"
+        f"Machine: {cpus_text(host)},"
         f" PostgreSQL {host['postgres']}, Redis {host.get('redis') or '-'}, Python"
         f" {host['python']} (jit {host.get('jit', '-')} on the server; the read path sets it"
         f" off). Load average (1, 5, 15 min) {_load(load['start'])} at the start,"

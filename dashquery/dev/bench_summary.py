@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dashquery.dev.bench_capture_report import target_cells
+from dashquery.dev.bench_capture_report import cpus_text, target_cells
 from dashquery.dev.bench_docs import replace_section, write_docs_section
 
 START = "<!-- dashquery bench: summary of the reports in bench/, generated, do not edit -->"
@@ -55,11 +55,8 @@ def render_summary(reports: Sequence[Mapping[str, Any]]) -> str:
     ]
     for report in reports:
         meta = report["meta"]
-        host = meta.get("host", {})
-        run = (
-            f"{str(meta.get('started_at', '?'))[:16].replace('T', ' ')},"
-            f" {host.get('cpus', '?')} × {host.get('cpu_model', 'CPU not recorded')}"
-        )
+        started = str(meta.get("started_at", "?"))[:16].replace("T", " ")
+        run = f"{started}, {cpus_text(meta.get('host', {}))}"
         lines.extend(f"| {' | '.join([*target_cells(t), run])} |" for t in report["targets"])
     failed = sum(t["passed"] is False for r in reports for t in r["targets"])
     total = sum(len(r["targets"]) for r in reports)

@@ -82,9 +82,9 @@ def test_every_target_of_every_report_with_its_run_in_document_order(tmp_path: P
     ]
     assert rows[0] == (
         "| the statement figure | <= 1.5 ms | 2.362 ms | **fail** | 10x"
-        " | 2026-12-03 11:29, 2 × AMD EPYC |"
+        " | 2026-12-03 11:29, 2 CPUs (AMD EPYC) |"
     )
-    assert "| 1.2 ms | pass | large-tenant | 2026-12-02 15:35, 2 × Intel Xeon |" in rows[2]
+    assert "| 1.2 ms | pass | large-tenant | 2026-12-02 15:35, 2 CPUs (Intel Xeon) |" in rows[2]
     assert "3 of 5 targets met" in text
     # rewritten in place from the same reports: the same text
     assert write_summary(tmp_path, docs)
