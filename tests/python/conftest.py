@@ -1,4 +1,5 @@
-"""Real servers for the test suite: one throwaway PostgreSQL 15 + Redis per session.
+"""Real servers for the test suite: one throwaway PostgreSQL 15 + Redis per session (under
+pytest-xdist, per worker process: scripts/test runs two).
 
 The stack lives in its own temporary folder on its own free ports, so it never touches a
 developer's ``.stack`` nor another test session running at the same time. The folder is made

@@ -89,7 +89,7 @@ class Dashboard:
 
 
 # The generated data of the modules that need no data set of their own: they all copy one
-# template (build_dashboard), so the suite generates and builds it once.
+# template (build_dashboard), so each test process generates and builds it once.
 SCRATCH_SEED = 23
 # (stack folder, seed, orgs) -> (template database, organization ids, empty organization id)
 _TEMPLATES: dict[tuple[Path, int, int], tuple[str, tuple[uuid.UUID, ...], uuid.UUID]] = {}
