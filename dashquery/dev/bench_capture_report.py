@@ -115,6 +115,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             _refresh_row(f"`{single['selector']}` after one changed old order (run {i + 1})", run)
             for i, run in enumerate(single["runs"])
         ),
+        *_post_bulk_rows(refresh.get("after_changes_post_bulk")),
         _refresh_row(
             f"`tag:15min` after a backfill of {backfill['rows']:,} rows into one organization"
             f" ({backfill['insert_seconds']:.2f} s to insert)",
@@ -128,6 +129,17 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         *targets_table(report["targets"]),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _post_bulk_rows(post: Mapping[str, Any] | None) -> list[str]:
+    """The same 1,000-row refresh again after the bulk loads (reports since 2026-12-04)."""
+    if not post:
+        return []
+    label = (
+        f"`tag:15min` after {post['total_rows']:,} more changed rows, right after the bulk"
+        f" loads and their refresh ({post['organizations']} organizations, {post['days']} days)"
+    )
+    return [_refresh_row(label, post["refresh"])]
 
 
 def targets_table(targets: list[Mapping[str, Any]]) -> list[str]:

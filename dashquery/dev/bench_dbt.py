@@ -203,6 +203,8 @@ def timed_refresh(settings: Settings, selector: str) -> dict[str, Any]:
         "refresh_window_seconds": None if window is None else round(window, 3),
         "views_ms": {run["view_name"]: run["duration_ms"] for run in runs},
         "statuses": sorted({run["status"] for run in runs}),
+        # dashquery_refresh_runs' ids of this invocation: the order of a scenario's refreshes
+        "run_ids": [run["run_id"] for run in runs],
     }
 
 
@@ -220,7 +222,7 @@ def _last_run_id(settings: Settings) -> int:
 
 def _refresh_runs(settings: Settings, after: int) -> list[dict[str, Any]]:
     query = sql.SQL(
-        "select view_name, status, started_at, finished_at, duration_ms from {}"
+        "select run_id, view_name, status, started_at, finished_at, duration_ms from {}"
         " where run_id > %s order by run_id"
     ).format(_runs_table(settings))
     with psycopg.connect(settings.conninfo, autocommit=True) as conn:

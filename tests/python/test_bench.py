@@ -315,6 +315,14 @@ def test_capture_scenario_measures_both_modes_and_the_refreshes(
     assert set(refresh["after_changes"]["views_ms"]) >= {"mv_daily_orders", "mv_daily_jobs"}
     assert len(refresh["single_row"]["duration_ms"]) == 1
     assert refresh["single_row"]["median_ms"] is not None
+    # The refreshes after changes ran on the built database, before the bulk loads' dead
+    # rows, and once more after them (the refresh log's ids give the order).
+    post_bulk = refresh["after_changes_post_bulk"]
+    assert post_bulk["total_rows"] > 0 and post_bulk["refresh"]["statuses"] == ["success"]
+    single_ids = [i for run in refresh["single_row"]["runs"] for i in run["run_ids"]]
+    assert max(refresh["after_changes"]["run_ids"]) < min(single_ids)
+    assert max(single_ids) < min(after_bulk["run_ids"])
+    assert max(after_bulk["run_ids"]) < min(post_bulk["refresh"]["run_ids"])
     backfill = refresh["backfill"]
     assert backfill["rows"] == 400 and backfill["change_rows_by_view"]
     assert backfill["exact_before_refresh"]["exact"], backfill["exact_before_refresh"]
@@ -371,6 +379,7 @@ def test_capture_targets_and_the_generated_docs_section(
     # The machine is named as in the read sections: runs on two hosts sit side by side.
     host = capture_report["meta"]["host"]
     assert f"Machine: {host['cpus']} CPUs ({host['cpu_model']})," in first
+    assert "more changed rows, right after the bulk loads and their refresh" in first
     # Rewritten in place, not appended twice; other text kept.
     write_docs_section(capture_report, docs)
     assert docs.read_text() == first
