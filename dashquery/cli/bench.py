@@ -218,11 +218,12 @@ def bench(
     data: 3,650 days of history; or one organization at --large-factor x Year 3 beside
     --orgs - 1 at --small-scale, reading the large one only.
 
-    --scenario capture measures instead (issue 13): single-row INSERT/UPDATE transactions
-    and bulk loads on orders and order_items with and without the capture triggers (the
-    single rows again with durable commits, fsync and synchronous_commit on, on its own
-    stack: not with --existing), the change table's size, `dbt run --select tag:15min`
-    after 1,000 changed rows, one block's refresh after one changed row, and a backfill
+    --scenario capture measures instead (issue 13): on the built database, `dbt run
+    --select tag:15min` after 1,000 changed rows and one block's refresh after one changed
+    row; then single-row INSERT/UPDATE transactions and bulk loads on orders and
+    order_items with and without the capture triggers (the single rows again with durable
+    commits, fsync and synchronous_commit on, on its own stack: not with --existing), the
+    change table's size, the 1,000-row refresh again after those loads, and a backfill
     into one organization with reads checked against the naive query. It writes
     bench-capture-<volume>.json and rewrites that volume's generated section of --docs.
     """
