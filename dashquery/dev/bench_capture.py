@@ -15,9 +15,12 @@ The modes alternate in blocks of ``BLOCK`` transactions in shuffled order, so dr
 machine's load weighs on all alike. The single-row pass runs as the server commits, then,
 on a server the benchmark may reconfigure, again with durable commits (``bench_durable``).
 
-Single rows written without capture are then touched once with capture on (a no-op
-UPDATE), so the change table records their groups and every later read stays exact; the bulk
-rows are deleted again after each load (``_bulk``). The refresh half: ``bench_capture_refresh``.
+Every single-row write made without capture is then undone with capture on (``_undo``: an
+inserted row deleted, an update inverted), so the change table records its groups whatever
+columns each block watches, and every later read and refresh stays exact. (A no-op UPDATE
+would not do: a block whose mapping names ``on_update_of`` columns rightly records nothing
+for it, and its materialized rows stayed stale.) The bulk rows are deleted again after each
+load (``_bulk``). The refresh half: ``bench_capture_refresh``.
 """
 
 from __future__ import annotations
@@ -98,9 +101,9 @@ def measure_write_overhead(
             allowed=durable,
             measure=lambda: _single_row(conns, src, picks, rng, single_rows, advance),
         )
-        for table, ids in (durable_run[1] if durable_run else {}).items():
-            written[table] += ids
-        _touch(conns["capture"], src, written)
+        for key, ids in (durable_run[1] if durable_run else {}).items():
+            written[key] += ids
+        _undo(conns["capture"], src, written)
         bulk = _bulk(admin, conns, settings, rng, bulk_rows, bulk_repeats, advance)
     return {
         "without_capture": WITHOUT_CAPTURE,
@@ -124,6 +127,16 @@ _SINGLE_SQL = {
 }
 
 
+# The inverse of each statement above, run with capture on for every write made without it.
+_UNDO_SQL = {
+    ("orders", "insert"): "delete from {src}.orders where id = %s",
+    ("orders", "update"): "update {src}.orders set total_cents = total_cents - 1 where id = %s",
+    ("order_items", "insert"): "delete from {src}.order_items where id = %s",
+    ("order_items", "update"): "update {src}.order_items set quantity = quantity - 1,"
+    " line_total_cents = line_total_cents - unit_price_cents where id = %s",
+}
+
+
 def _single_row(
     conns: dict[str, Conn],
     src: sql.Identifier,
@@ -132,8 +145,9 @@ def _single_row(
     n: int,
     advance: Callable[[], None],
 ) -> tuple[dict[str, Any], dict[str, list[uuid.UUID]]]:
-    """Each (table, op): n transactions per mode, the modes alternating (order shuffled)."""
-    written: dict[str, list[uuid.UUID]] = {"orders": [], "order_items": []}
+    """Each (table, op): n transactions per mode, the modes alternating (order shuffled).
+    Also returns, per (table, op), the rows written without capture, once per write."""
+    written: dict[tuple[str, str], list[uuid.UUID]] = {key: [] for key in _SINGLE_SQL}
     report: dict[str, Any] = {}
     now = dt.datetime.now(dt.UTC)
     for (table, op), text in _SINGLE_SQL.items():
@@ -153,7 +167,7 @@ def _single_row(
                         conns[mode].execute(statement, params)
                         samples[mode].append(elapsed_ms(started))
                         if mode != "capture":
-                            written[table].append(params[0])
+                            written[table, op].append(params[0])
                 advance()
         stats = {mode: summarize(values) for mode, values in samples.items()}
         report[f"{table}_{op}"] = {
@@ -185,16 +199,13 @@ def _params(
     return (uuid.uuid4(), org, order_id, product, price, price, created)
 
 
-def _touch(conn: Conn, src: sql.Identifier, written: dict[str, list[uuid.UUID]]) -> None:
-    """Record the groups of rows written without capture (a no-op UPDATE, captured)."""
-    conn.execute(
-        sql.SQL("update {}.orders set updated_at = updated_at where id = any(%s)").format(src),
-        (written["orders"],),
-    )
-    conn.execute(
-        sql.SQL("update {}.order_items set quantity = quantity where id = any(%s)").format(src),
-        (written["order_items"],),
-    )
+def _undo(conn: Conn, src: sql.Identifier, written: dict[tuple[str, str], list[uuid.UUID]]) -> None:
+    """Undo, with capture on, each write made without it (``_UNDO_SQL``, once per write)."""
+    for key, ids in written.items():
+        statement = sql.SQL(_UNDO_SQL[key]).format(src=src)  # type: ignore[arg-type]
+        with conn.transaction():
+            for row_id in ids:
+                conn.execute(statement, (row_id,))
 
 
 # Bulk rows: copies of existing rows with new ids (same organizations, days and shapes), so

@@ -34,20 +34,17 @@ from psycopg import sql
 from dashquery import Client
 from dashquery.catalog import (
     CHANGES_TABLE,
-    CURRENT_STATE,
-    CUSTOMER_DAYS,
-    DAILY_BLOCKS,
     METRIC_KEYS,
 )
 from dashquery.dev.naive import naive_metrics
 from dashquery.dev.stack import LocalStack
 from dashquery.ops.dbt_runner import PROJECT_DIR, run_dbt
 from tests.python.helpers import Dashboard, build_dashboard, business_today
+from tests.python.materialized_support import REFRESH_ALL, materialized_differences
 
 Conn = psycopg.Connection[Any]
 SEQUENCES = 3
 STEPS = 15
-REFRESH = ["run", "--select", "tag:15min", "tag:5min", "tag:hourly"]
 BASE_SEED = int(os.environ.get("DASHQUERY_PROPERTY_SEED") or random.randrange(10**6))
 
 
@@ -342,52 +339,6 @@ def check_exact(
             )
 
 
-def view_columns(conn: Conn, schema: str, view: str) -> list[str]:
-    rows = conn.execute(
-        "select column_name from information_schema.columns where table_schema = %s"
-        " and table_name = %s order by ordinal_position",
-        (schema, view),
-    ).fetchall()
-    assert rows, f"no view {schema}.{view}"
-    return [r[0] for r in rows]
-
-
-def materialized_differences(conn: Conn, schema: str) -> dict[str, int]:
-    """Rows in one of (materialized relation, its daily view) but not the other, per relation."""
-    pairs = [(b.materialized_view, b.view) for b in DAILY_BLOCKS]
-    pairs.append((CURRENT_STATE.materialized_view, CURRENT_STATE.view))
-    found: dict[str, int] = {}
-    for relation, view in pairs:
-        cols = sql.SQL(", ").join(map(sql.Identifier, view_columns(conn, schema, view)))
-        found[relation] = _symmetric(
-            conn,
-            sql.SQL("select {} from {}").format(cols, sql.Identifier(schema, relation)),
-            sql.SQL("select {} from {}").format(cols, sql.Identifier(schema, view)),
-        )
-    days = sql.SQL(
-        "select organization_id, customer_id, range_agg(daterange(business_day, business_day,"
-        " '[]')) as order_days from {} group by 1, 2"
-    ).format(sql.Identifier(schema, CUSTOMER_DAYS.view))
-    found[CUSTOMER_DAYS.materialized_view] = _symmetric(
-        conn,
-        sql.SQL("select organization_id, customer_id, order_days from {}").format(
-            sql.Identifier(schema, CUSTOMER_DAYS.materialized_view)
-        ),
-        days,
-    )
-    return {k: v for k, v in found.items() if v}
-
-
-def _symmetric(conn: Conn, left: sql.Composable, right: sql.Composable) -> int:
-    query = sql.SQL(
-        "select (select count(*) from ({l} except all {r}) a)"
-        " + (select count(*) from ({r} except all {l}) b)"
-    ).format(l=left, r=right)
-    row = conn.execute(query).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 def strategies(conn: Conn, schema: str) -> dict[str, str]:
     rows = conn.execute(
         "select c.relname, c.relkind::text from pg_class c join pg_namespace n"
@@ -431,7 +382,7 @@ def test_random_changes_are_exact_before_and_after_a_refresh(
             done.append(rng.choice(world.steps())(org))
             context = f"seed {seed} (DASHQUERY_PROPERTY_SEED={BASE_SEED}), step {step}: {done}"
             check_exact(client, conn, dashboard, [org], ranges(world.today, rng), context)
-        run_dbt(REFRESH, settings)
+        run_dbt(REFRESH_ALL, settings)
         context = f"after the refresh, seed {seed} (DASHQUERY_PROPERTY_SEED={BASE_SEED}): {done}"
         check_exact(client, conn, dashboard, world.orgs, ranges(world.today, rng), context)
         assert not materialized_differences(conn, settings.schema), context
