@@ -224,7 +224,8 @@ def bench(
     order_items with and without the capture triggers (the single rows again with durable
     commits, fsync and synchronous_commit on, on its own stack: not with --existing), the
     change table's size, the 1,000-row refresh again after those loads, and a backfill
-    into one organization with reads checked against the naive query. It writes
+    into one organization with reads checked against the naive query, then every cadence
+    refreshed and `dbt test` of the materialized relations. It writes
     bench-capture-<volume>.json and rewrites that volume's generated section of --docs.
     """
     started = time.perf_counter()

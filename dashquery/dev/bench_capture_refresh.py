@@ -16,13 +16,18 @@ table counted before and after (a refresh must consume what it recomputed).
    and ``tag:15min`` on the tables those loads left (dead rows, autovacuum at work).
 4. ``backfill``: ``backfill_rows`` rows (orders, each with one line) inserted into one
    organization across its history; ``get_metrics`` (cache off) checked exact against the
-   naive query for several ranges before and after the refresh.
+   naive query for several ranges before and after the refresh. Then every cadence is
+   refreshed and ``dbt test`` runs the materialized relations' data tests (each against its
+   daily view and the application tables): a group the capture never recorded survives an
+   incremental refresh and fails there, whatever ranges the reads happened to check (a
+   distinct count over a long range can hide a stale customer day).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 import statistics
 import time
 import uuid
@@ -38,8 +43,13 @@ from dashquery.config import Settings
 from dashquery.dev.bench_capture_modes import changes_count
 from dashquery.dev.bench_dbt import timed_refresh
 from dashquery.dev.naive import naive_metrics
+from dashquery.ops.dbt_runner import run_dbt
 
 ALL_TAGS = "tag:15min tag:5min tag:hourly"
+MATERIALIZED_MODELS = "path:models/materialized"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# dbt's line per failed test: "3 of 9 FAIL 2 <test name> ....... [FAIL 2 in 1.2s]"
+_FAILED_TEST = re.compile(r"\d+ of \d+ (?:FAIL|ERROR)(?: \d+)? (\S+)")
 ORDERS_MV = next(b.materialized_view for b in DAILY_BLOCKS if b.name == "orders")
 CHANGED_ROWS = 1000
 CHANGED_ORGS = 50
@@ -220,6 +230,8 @@ def backfill(
         run = refresh(settings, "tag:15min")
         advance()
         after = _check_exact(client, conn, settings, org, ranges)
+        advance()
+        tests = materialized_tests(settings)
     return {
         "organization": str(org),
         "rows": 2 * orders,
@@ -230,4 +242,19 @@ def backfill(
         "exact_before_refresh": before,
         "refresh": run,
         "exact_after_refresh": after,
+        "materialized_tests": tests,
+    }
+
+
+def materialized_tests(settings: Settings) -> dict[str, Any]:
+    """``dbt run`` of every cadence, then ``dbt test`` of the materialized relations: whether
+    every one passed, and the names of those that failed."""
+    run_dbt(["run", "--select", *ALL_TAGS.split()], settings)
+    result = run_dbt(["test", "--select", MATERIALIZED_MODELS], settings, check=False)
+    output = _ANSI.sub("", result.output)
+    failed = sorted(set(_FAILED_TEST.findall(output)))
+    return {
+        "selector": MATERIALIZED_MODELS,
+        "passed": result.returncode == 0,
+        "failed": failed or ([] if result.returncode == 0 else output.splitlines()[-5:]),
     }

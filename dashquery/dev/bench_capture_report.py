@@ -124,7 +124,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         f"Backfill reads (`get_metrics`, cache off, against the naive query over"
         f" {exact_before['ranges']} ranges): before the refresh"
-        f" {verdict_before}, after it {verdict_after}.",
+        f" {verdict_before}, after it {verdict_after}.{_tests_text(backfill)}",
         "",
         *targets_table(report["targets"]),
     ]
@@ -164,6 +164,18 @@ def target_cells(t: Mapping[str, Any]) -> list[str]:
 
 def _exact_text(check: Mapping[str, Any]) -> str:
     return "exact" if check["exact"] else f"NOT exact: {check['mismatches']}"
+
+
+def _tests_text(backfill: Mapping[str, Any]) -> str:
+    """The materialized relations' dbt tests after every cadence's refresh (since 2026-12-04)."""
+    tests = backfill.get("materialized_tests")
+    if tests is None:
+        return ""
+    verdict = "all passed" if tests["passed"] else f"FAILED: {', '.join(tests['failed'])}"
+    return (
+        f" Then every cadence refreshed and `dbt test --select {tests['selector']}` (each"
+        f" materialized relation against its daily view and the application tables): {verdict}."
+    )
 
 
 def _refresh_row(label: str, run: Mapping[str, Any]) -> str:

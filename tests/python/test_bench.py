@@ -26,6 +26,7 @@ from dashquery import Client
 from dashquery.cli import cli
 from dashquery.config import Settings
 from dashquery.dev.bench import BenchOptions, run_bench, run_capture_bench
+from dashquery.dev.bench_capture_refresh import MATERIALIZED_MODELS, materialized_tests
 from dashquery.dev.bench_dbt import build_database
 from dashquery.dev.bench_docs import markers, report_stem, write_docs_section
 from dashquery.dev.bench_durable import commit_settings
@@ -34,7 +35,7 @@ from dashquery.dev.bench_report import print_summary, write_outputs
 from dashquery.dev.bench_stats import percentile, summarize
 from dashquery.dev.stack import LocalStack
 from dashquery.ops.dbt_runner import run_dbt
-from tests.python.helpers import Dashboard, assert_matches_naive
+from tests.python.helpers import SCRATCH_SEED, Dashboard, assert_matches_naive, build_dashboard
 from tests.python.materialized_support import REFRESH_ALL, materialized_differences
 
 STAT_KEYS = {"n", "min", "mean", "p25", "p50", "p75", "p95", "p99", "max"}
@@ -329,6 +330,9 @@ def test_capture_scenario_measures_both_modes_and_the_refreshes(
     assert backfill["rows"] == 400 and backfill["change_rows_by_view"]
     assert backfill["exact_before_refresh"]["exact"], backfill["exact_before_refresh"]
     assert backfill["exact_after_refresh"]["exact"], backfill["exact_after_refresh"]
+    assert backfill["materialized_tests"] == {
+        "selector": MATERIALIZED_MODELS, "passed": True, "failed": []
+    }  # fmt: skip
     assert set(report["capture"]["strategies"]) >= {"mv_daily_orders", "mv_current_state"}
     # Left as found: every capture trigger enabled, every read exact, and nothing stale: the
     # writes made without capture were undone with it, so their groups were recorded and a
@@ -351,6 +355,33 @@ def test_capture_scenario_measures_both_modes_and_the_refreshes(
                     assert_matches_naive(conn, settings, client.get_metrics(org, start, today))
         run_dbt(REFRESH_ALL, settings)
         assert materialized_differences(conn, settings.schema) == {}
+
+
+@pytest.mark.slow
+def test_the_materialized_tests_catch_a_write_the_capture_never_saw(
+    stack: LocalStack, redis_url: str
+) -> None:
+    """The capture scenario's last check (``materialized_tests``) fails on a stale group."""
+    dashboard = build_dashboard(stack, redis_url, seed=SCRATCH_SEED, orgs=2)
+    settings = dashboard.settings
+    assert materialized_tests(settings) == {
+        "selector": MATERIALIZED_MODELS, "passed": True, "failed": []
+    }  # fmt: skip
+    with dashboard.connect() as conn:
+        # Triggers bypassed: a new order day for a customer, recorded nowhere.
+        conn.execute("set session_replication_role = replica")
+        conn.execute(
+            sql.SQL(
+                "insert into {src}.orders (id, organization_id, customer_id, status,"
+                " total_cents, created_at, updated_at) select gen_random_uuid(),"
+                " organization_id, id, 'confirmed', 100, now() - interval '500 days', now()"
+                " from {src}.customers where organization_id = %s order by id limit 1"
+            ).format(src=sql.Identifier(settings.source_schema)),
+            (dashboard.organization_ids[0],),
+        )
+    found = materialized_tests(settings)
+    assert found["passed"] is False
+    assert {"mv_daily_orders_totals", "mv_order_customer_days_totals"} <= set(found["failed"])
 
 
 @pytest.mark.slow
