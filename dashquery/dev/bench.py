@@ -39,7 +39,7 @@ from dashquery.client import Client
 from dashquery.config import Settings
 from dashquery.dev import bench_capture_refresh as capture_refresh
 from dashquery.dev.bench_cached import measure_cached
-from dashquery.dev.bench_capture import measure_write_overhead
+from dashquery.dev.bench_capture import measure_write_overhead, progress_steps
 from dashquery.dev.bench_concurrency import measure_concurrency
 from dashquery.dev.bench_dbt import measure_refresh
 from dashquery.dev.bench_latency import measure_floors, measure_latency
@@ -172,8 +172,10 @@ def run_capture_bench(settings: Settings, options: BenchOptions) -> dict[str, An
         "bulk_repeats": options.bulk_repeats,
         "single_repeats": options.single_repeats,
     }
-    steps = 4 * options.single_rows * (2 if options.durable_commits else 1)
-    steps += 4 * options.bulk_repeats + 3
+    steps = progress_steps(
+        options.single_rows, options.bulk_repeats, durable=options.durable_commits
+    )
+    steps += capture_refresh.BACKFILL_STEPS
     with progress_bar(options.progress) as bar:
         bar.add_task("capture: refreshes after changes", total=None)
         # Consumes what the build left and rebuilds a relation whose strategy changed, so

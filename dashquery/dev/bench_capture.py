@@ -75,6 +75,14 @@ class _Picks:
         rng.shuffle(self.items)
 
 
+def progress_steps(single_rows: int, bulk_repeats: int, *, durable: bool) -> int:
+    """How many times ``measure_write_overhead`` advances its progress bar: once per block of
+    single-row transactions of a mode (per pass), once per bulk load."""
+    blocks = -(-single_rows // BLOCK)
+    single = len(_SINGLE_SQL) * len(MODES) * blocks * (2 if durable else 1)
+    return single + len(_BULK_SQL) * len(MODES) * bulk_repeats
+
+
 def measure_write_overhead(
     settings: Settings,
     rng: random.Random,

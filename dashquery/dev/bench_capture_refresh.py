@@ -47,6 +47,7 @@ from dashquery.ops.dbt_runner import run_dbt
 
 ALL_TAGS = "tag:15min tag:5min tag:hourly"
 MATERIALIZED_MODELS = "path:models/materialized"
+BACKFILL_STEPS = 4  # how many times ``backfill`` advances its progress bar
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # dbt's line per failed test: "3 of 9 FAIL 2 <test name> ....... [FAIL 2 in 1.2s]"
 _FAILED_TEST = re.compile(r"\d+ of \d+ (?:FAIL|ERROR)(?: \d+)? (\S+)")

@@ -11,6 +11,7 @@ import datetime as dt
 import io
 import json
 import math
+import random
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from dashquery import Client
 from dashquery.cli import cli
 from dashquery.config import Settings
 from dashquery.dev.bench import BenchOptions, run_bench, run_capture_bench
+from dashquery.dev.bench_capture import measure_write_overhead, progress_steps
 from dashquery.dev.bench_capture_refresh import MATERIALIZED_MODELS, materialized_tests
 from dashquery.dev.bench_dbt import build_database
 from dashquery.dev.bench_docs import markers, report_stem, write_docs_section
@@ -382,6 +384,22 @@ def test_the_materialized_tests_catch_a_write_the_capture_never_saw(
     found = materialized_tests(settings)
     assert found["passed"] is False
     assert {"mv_daily_orders_totals", "mv_order_customer_days_totals"} <= set(found["failed"])
+
+
+def test_the_write_overhead_progress_total_is_what_it_advances(
+    stack: LocalStack, redis_url: str
+) -> None:
+    dashboard = build_dashboard(stack, redis_url, seed=SCRATCH_SEED, orgs=2)
+    advances: list[None] = []
+    measure_write_overhead(
+        dashboard.settings,
+        random.Random(1),
+        single_rows=30,  # two blocks of BLOCK per mode and operation
+        bulk_rows=5,
+        bulk_repeats=1,
+        advance=lambda: advances.append(None),
+    )
+    assert len(advances) == progress_steps(30, 1, durable=False) == 4 * 3 * 2 + 2 * 3
 
 
 @pytest.mark.slow
