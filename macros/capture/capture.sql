@@ -174,20 +174,22 @@
 
 
 {#
-  dashquery_capture_groups: the entries of a table grouped by (select, on_update_of), views in
-  name order: blocks whose mappings are the same select (daily_orders and
-  daily_order_customers read an order's own day) share one scan of the transition rows,
-  cross joined with their views, instead of one UNION ALL branch each. A single-row
-  statement's cost is mostly per plan node (measured, docs/BENCHMARKS.md), not per row.
+  dashquery_capture_groups: the entries of a table grouped by select (and, for an UPDATE, by
+  on_update_of too: only there does it change `changed`), views in name order: blocks whose
+  mappings are the same select (daily_orders and daily_order_customers read an order's own
+  day) share one scan of the transition rows, cross joined with their views, instead of one
+  UNION ALL branch each. A single-row statement's cost is mostly per plan node (measured,
+  docs/BENCHMARKS.md), not per row.
 #}
-{% macro dashquery_capture_groups(entries) -%}
+{% macro dashquery_capture_groups(entries, event) -%}
     {%- set groups = [] -%}
     {%- set index = {} -%}
     {%- for entry in entries -%}
-        {%- set key = entry.select ~ '\n' ~ (entry.on_update_of | join(',')) -%}
+        {%- set watched = entry.on_update_of if event == 'update' else [] -%}
+        {%- set key = entry.select ~ '\n' ~ (watched | join(',')) -%}
         {%- if key not in index -%}
             {%- do index.update({key: groups | length}) -%}
-            {%- do groups.append({'select': entry.select, 'on_update_of': entry.on_update_of, 'views': []}) -%}
+            {%- do groups.append({'select': entry.select, 'on_update_of': watched, 'views': []}) -%}
         {%- endif -%}
         {%- do groups[index[key]]['views'].append(entry.view) -%}
     {%- endfor -%}
@@ -207,7 +209,7 @@
   and a sort per statement: without notify the statement is the bare insert).
 #}
 {% macro dashquery_capture_insert(entries, event, notify) -%}
-    {%- set groups = dashquery_capture_groups(entries) -%}
+    {%- set groups = dashquery_capture_groups(entries, event) -%}
     {%- set changes = bookkeeping_relation('dashquery_changes').include(database=false) -%}
     {%- set insert -%}
             insert into {{ changes }} (organization_id, daily_view, business_day)

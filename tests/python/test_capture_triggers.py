@@ -671,6 +671,28 @@ def _captured_update(dashboard: Dashboard, tables: Tables) -> tuple[int, list[st
     return count, payloads
 
 
+def test_an_insert_or_delete_reads_its_rows_once_for_blocks_with_the_same_select(
+    capture_dashboard: Dashboard,
+) -> None:
+    """daily_orders and daily_order_customers map an order to its own day; only the latter
+    names on_update_of columns, which matter to an UPDATE alone. So an INSERT's and a
+    DELETE's capture scan their transition rows once for both (cross joined with the two
+    views), not once each: test_orders checks that both still get their rows."""
+    with capture_dashboard.connect() as conn:
+        row = conn.execute(
+            "select prosrc from pg_proc where proname = %s", (f"{CAPTURE_PREFIX}orders",)
+        ).fetchone()
+    assert row is not None
+    source = row[0]
+    insert = source.split("tg_op = 'INSERT'")[1].split("tg_op = 'UPDATE'")[0]
+    delete = source.split("\n    else\n")[-1]
+    shared = "('daily_order_customers'::text), ('daily_orders'::text)"
+    for branch, rows in ((insert, "from dq_new"), (delete, "from dq_old")):
+        assert shared in branch
+        # the energy mapping's own scan, and the one shared by the two day mappings
+        assert branch.count(rows) == 2, branch
+
+
 def test_notify_off_still_records_every_change(
     capture_dashboard: Dashboard, tables: Tables
 ) -> None:
