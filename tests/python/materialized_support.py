@@ -10,11 +10,12 @@ import psycopg
 from psycopg import sql
 
 from dashquery.catalog import CURRENT_STATE, CUSTOMER_DAYS, DAILY_BLOCKS
+from dashquery.dev.bench_capture_refresh import ALL_TAGS
 
 Conn = psycopg.Connection[Any]
 
 # What refreshes every materialized relation: each cadence tag.
-REFRESH_ALL = ["run", "--select", "tag:15min", "tag:5min", "tag:hourly"]
+REFRESH_ALL = ["run", "--select", *ALL_TAGS.split()]
 
 
 def view_columns(conn: Conn, schema: str, view: str) -> list[str]:
